@@ -29,6 +29,13 @@ class CheckpointError(RuntimeError):
     """An artifact is missing or unreadable; the message says what to do."""
 
 
+# Orbax 0.12.8 on a local file system writes '<name>.orbax-checkpoint-tmp' (no
+# timestamp) and renames it to '<name>' once every file is written; a killed
+# writer leaves the temporary directory behind. The next save of the same name
+# deletes it; ``TrainCheckpoints`` also removes stale ones (cleanup_tmp_directories).
+_TMP_SUFFIX = ocp.utils.TMP_DIR_SUFFIX
+
+
 def _as_numpy(tree):
     # Save host copies: the artifact must not depend on the devices that wrote it.
     return jax.tree.map(lambda x: np.asarray(x), tree)
@@ -58,8 +65,15 @@ def restore_pytree(path: str | os.PathLike, target: Any = None) -> Any:
     structure, shapes and dtypes; without it the stored structure is used.
     """
     path = Path(path).absolute()
+    if _TMP_SUFFIX in path.name:
+        raise CheckpointError(f"{path} is a partly written checkpoint (Orbax writes to "
+                              f"'<name>{_TMP_SUFFIX}' and renames it when the save completes); "
+                              "delete it and rerun the stage that writes it.")
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
+        partial = path.with_name(path.name + _TMP_SUFFIX)
+        hint = (f"; {partial} is a partly written save (the writer was killed?): delete it and "
+                "rerun the stage that writes it" if partial.exists() else "")
+        raise CheckpointError(f"no checkpoint at {path}{hint}")
     try:
         with ocp.StandardCheckpointer() as ckptr:
             if target is None:
@@ -79,14 +93,27 @@ class TrainCheckpoints:
 
     ``save(step, state)`` keeps the newest ``max_to_keep`` steps;
     ``restore_latest(target)`` returns ``(step, state)`` of the newest step
-    that restores cleanly, or ``(0, None)`` when there is none.
+    that restores cleanly, or ``(0, None)`` when there is none. A step that
+    fails to restore (truncated files, a step directory left empty or missing
+    its item) is logged and skipped; if every step fails, ``CheckpointError``
+    is raised rather than silently starting the run again from scratch.
+
+    Partly written saves (``<step>.orbax-checkpoint-tmp`` directories left by a
+    killed process) are never listed as steps; Orbax deletes them in the
+    background on opening (finished at the latest before the first save).
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
         self.directory = Path(directory).absolute()
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                 cleanup_tmp_directories=True),
+            # One explicit item. Left to infer its layout, the manager reads the
+            # newest step directory; a damaged one (empty, or without its
+            # 'default' item) then makes every restore and save fail with
+            # "Must provide `args` of type `Composite`", good steps included.
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
 
     def save(self, step: int, state: Any) -> None:
@@ -94,15 +121,25 @@ class TrainCheckpoints:
 
     def restore_latest(self, target: Any) -> tuple[int, Any]:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _as_numpy(target))
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        self._manager.wait_until_finished()  # a save in flight is not yet a step
+        self._manager.reload()  # see steps written or damaged since opening
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        failures = []
+        for step in steps:
             try:
                 state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # damaged checkpoint: fall back to an older one
+                failures.append(f"step {step}: {type(e).__name__}: {str(e)[:300]}")
                 logging.warning("checkpoint step %d in %s is unreadable (%s: %s); "
                                 "trying the previous one", step, self.directory,
                                 type(e).__name__, e)
                 continue
             return step, state
+        if failures:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} restores ({len(failures)} tried; the state "
+                "structure may have changed, or the files are damaged). Delete the directory "
+                "to start over.\n" + "\n".join(failures))
         return 0, None
 
     def close(self) -> None:
@@ -121,10 +158,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        # An unserialisable object must not leave a stray temporary file behind.
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: str | os.PathLike) -> Any:

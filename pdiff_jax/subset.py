@@ -1,0 +1,360 @@
+"""Flat vectors <-> a chosen subset of a network's variables.
+
+p-diff does not generate whole networks: it generates a SUBSET of their
+variables (for example the scale and bias of the last two BatchNorm layers)
+and keeps the rest of a trained "base" network fixed. This module names such a
+subset, flattens it to one ``f32[D]`` vector and puts vectors back.
+
+Leaves are named by '/'-joined paths with the collection first, exactly as
+Flax Linen lays out ``variables``::
+
+    params/layer4_1/bn2/scale        batch_stats/layer4_1/bn2/mean
+
+A :class:`ParamSpec` records the selected names, shapes and dtypes in a fixed
+order (the order of :func:`variable_paths`, i.e. sorted pytree order, whatever
+order the selector patterns were written in) and the offset of each leaf in
+the vector.
+
+Recommended jit/vmap pattern. ``ParamSpec`` is hashable and registered as a
+*static* pytree (it has no array leaves; the whole object is treedef data), so
+it can be passed as an ordinary argument: it is never traced, ``jit`` caches on
+its equality, and ``vmap`` needs ``None`` for it::
+
+    spec = ParamSpec.from_variables(variables, r"params/bn[23]/(scale|bias)")
+    vecs = jax.vmap(flatten_subset, in_axes=(0, None))(stacked_variables, spec)
+    subsets = jax.vmap(unflatten_subset, in_axes=(0, None))(vecs, spec)   # K trees
+    full = jax.vmap(merge, in_axes=(None, 0))(variables, subsets)         # K nets
+
+    @functools.partial(jax.jit, static_argnames="spec")   # or just jax.jit
+    def evaluate(vec, base, x, spec): ...
+
+Binding the spec with ``functools.partial`` works equally well. Shapes and
+dtypes are checked when a function is traced, so under ``jit`` a mismatch
+raises at trace time, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ParamSpec",
+    "SubsetError",
+    "flatten_subset",
+    "merge",
+    "select_subset",
+    "unflatten_subset",
+    "variable_paths",
+]
+
+_SEP = "/"
+
+
+class SubsetError(ValueError):
+    """A selector, vector or variables tree does not fit a :class:`ParamSpec`."""
+
+
+# ---------------------------------------------------------------------------
+# Paths
+
+
+def _key_name(key) -> str:
+    if isinstance(key, jax.tree_util.DictKey):
+        name = str(key.key)
+    elif isinstance(key, jax.tree_util.SequenceKey):
+        name = str(key.idx)
+    elif isinstance(key, jax.tree_util.GetAttrKey):
+        name = key.name
+    elif isinstance(key, jax.tree_util.FlattenedIndexKey):
+        name = str(key.key)
+    else:  # pragma: no cover - future key types
+        name = str(key)
+    if _SEP in name or not name:
+        raise SubsetError(f"variable key {name!r} is empty or contains {_SEP!r}; "
+                          "leaf paths would be ambiguous")
+    return name
+
+
+def _path_str(path) -> str:
+    return _SEP.join(_key_name(k) for k in path)
+
+
+def _named_leaves(tree) -> dict[str, Any]:
+    """``{'collection/module/name': leaf}`` in pytree order."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    named = {}
+    for path, leaf in flat:
+        named[_path_str(path)] = leaf
+    return named
+
+
+def variable_paths(variables) -> list[str]:
+    """All leaf names of ``variables`` ('/'-joined paths), in pytree order."""
+    return list(_named_leaves(variables))
+
+
+def _shape_dtype(leaf) -> tuple[tuple[int, ...], np.dtype]:
+    # Works for arrays, tracers and jax.ShapeDtypeStruct (abstract variables).
+    if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+        leaf = np.asarray(leaf)
+    # Canonical dtype: what the leaf becomes inside JAX (float64 -> float32 unless x64).
+    return tuple(int(d) for d in leaf.shape), np.dtype(jax.dtypes.canonicalize_dtype(leaf.dtype))
+
+
+def _closest(name: str, candidates: Sequence[str], n: int = 5) -> str:
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.4)
+    if not close:
+        close = list(candidates[:n])
+    return ", ".join(repr(c) for c in close)
+
+
+# ---------------------------------------------------------------------------
+# ParamSpec
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """Which leaves make up the flat vector, in order, with shapes and dtypes.
+
+    Attributes:
+      names: leaf paths, e.g. ``('batch_stats/bn3/mean', 'params/bn3/scale')``.
+      shapes: one shape tuple per leaf.
+      dtypes: one dtype name per leaf (``'float32'``, ``'bfloat16'``, ...),
+        restored by :func:`unflatten_subset`.
+      offsets: start of each leaf in the vector (derived, not compared).
+      size: ``D``, the length of the flat vector.
+    """
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+    offsets: tuple[int, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        names = tuple(str(n) for n in self.names)
+        shapes = tuple(tuple(int(d) for d in s) for s in self.shapes)
+        try:
+            dtypes = tuple(jnp.dtype(d).name for d in self.dtypes)
+        except TypeError as e:
+            raise SubsetError(f"unknown dtype in {self.dtypes!r}: {e}") from e
+        if not len(names) == len(shapes) == len(dtypes):
+            raise SubsetError(f"ParamSpec needs one shape and dtype per name; got "
+                              f"{len(names)} names, {len(shapes)} shapes, {len(dtypes)} dtypes")
+        if len(set(names)) != len(names):
+            raise SubsetError(f"ParamSpec names are not unique: {names}")
+        if any(d < 0 for s in shapes for d in s):
+            raise SubsetError(f"negative dimension in shapes {shapes}")
+        offsets, total = [], 0
+        for s in shapes:
+            offsets.append(total)
+            total += int(np.prod(s, dtype=np.int64))
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "shapes", shapes)
+        object.__setattr__(self, "dtypes", dtypes)
+        object.__setattr__(self, "offsets", tuple(offsets))
+
+    @property
+    def size(self) -> int:
+        """``D``: number of scalars in the flat vector."""
+        if not self.names:
+            return 0
+        return self.offsets[-1] + int(np.prod(self.shapes[-1], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_variables(cls, variables, selector) -> ParamSpec:
+        """The spec of the leaves of ``variables`` chosen by ``selector``.
+
+        ``selector`` is one of:
+          * a regex string, matched with ``re.fullmatch`` against each leaf path
+            (fullmatch, not search, so ``'params/bn1/scale'`` cannot also pick
+            ``'params/bn1/scale_extra'``; write ``'.*bn1.*'`` for a search);
+          * a list/tuple of regexes or exact names (a path is selected when it
+            equals a pattern or fullmatches it);
+          * an object with a ``default_subset`` attribute (a model definition),
+            whose tuple of patterns is used.
+
+        Every pattern must select at least one leaf: a pattern that selects
+        nothing is almost always a typo and raises :class:`SubsetError` naming
+        the closest leaf names. ``variables`` may hold arrays or
+        ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape(model.init, ...)``).
+        Leaves are ordered as in :func:`variable_paths`.
+        """
+        patterns = _patterns(selector)
+        named = _named_leaves(variables)
+        paths = list(named)
+        if not paths:
+            raise SubsetError("variables have no leaves to select from")
+        selected = set()
+        for pattern in patterns:
+            try:
+                regex = re.compile(pattern)
+            except re.error as e:
+                raise SubsetError(f"selector pattern {pattern!r} is not a valid regex: {e}") from e
+            hits = [p for p in paths if p == pattern or regex.fullmatch(p)]
+            if not hits:
+                raise SubsetError(
+                    f"selector pattern {pattern!r} matches no variable (patterns are matched "
+                    f"with re.fullmatch against the full path). Closest names: "
+                    f"{_closest(pattern, paths)}")
+            selected.update(hits)
+        chosen = [p for p in paths if p in selected]
+        shapes, dtypes = zip(*(_shape_dtype(named[p]) for p in chosen), strict=True)
+        return cls(tuple(chosen), tuple(shapes), tuple(d.name for d in dtypes))
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict; :meth:`from_json` inverts it."""
+        return {"names": list(self.names),
+                "shapes": [list(s) for s in self.shapes],
+                "dtypes": list(self.dtypes),
+                "size": self.size}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> ParamSpec:
+        try:
+            spec = cls(tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]),
+                       tuple(d["dtypes"]))
+        except (KeyError, TypeError) as e:
+            raise SubsetError(f"not a ParamSpec JSON dict ({type(e).__name__}: {e}): "
+                              f"{dict(d)!r:.200}") from e
+        if "size" in d and int(d["size"]) != spec.size:
+            raise SubsetError(f"ParamSpec JSON says size {d['size']} but its shapes add up "
+                              f"to {spec.size}")
+        return spec
+
+
+def _patterns(selector) -> tuple[str, ...]:
+    if hasattr(selector, "default_subset"):
+        selector = selector.default_subset
+    if isinstance(selector, str):
+        return (selector,)
+    if isinstance(selector, Sequence) and selector and all(isinstance(s, str) for s in selector):
+        return tuple(selector)
+    raise SubsetError("selector must be a regex string, a non-empty list/tuple of regexes or "
+                      f"names, or an object with .default_subset; got {selector!r:.200}")
+
+
+# ---------------------------------------------------------------------------
+# Vector <-> subset <-> variables
+
+
+def _checked_leaves(variables, spec: ParamSpec) -> list:
+    """The leaves named in ``spec``, after checking they exist and fit."""
+    named = _named_leaves(variables)
+    leaves = []
+    for name, shape, dtype in zip(spec.names, spec.shapes, spec.dtypes, strict=True):
+        if name not in named:
+            raise SubsetError(
+                f"variable {name!r} of the spec is missing: the spec was made for another "
+                f"architecture? Closest names: {_closest(name, list(named))}")
+        leaf = named[name]
+        got_shape, got_dtype = _shape_dtype(leaf)
+        if got_shape != shape:
+            raise SubsetError(f"variable {name!r} has shape {got_shape} but the spec expects "
+                              f"{shape}: the spec was made for another architecture?")
+        if got_dtype.name != dtype:
+            raise SubsetError(f"variable {name!r} has dtype {got_dtype.name} but the spec "
+                              f"expects {dtype}")
+        leaves.append(leaf)
+    return leaves
+
+
+def _nest(spec: ParamSpec, leaves) -> dict:
+    tree: dict = {}
+    for name, leaf in zip(spec.names, leaves, strict=True):
+        *parents, last = name.split(_SEP)
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = leaf
+    return tree
+
+
+def select_subset(variables, spec: ParamSpec) -> dict:
+    """The leaves of ``variables`` named in ``spec``, as a nested dict, unchanged."""
+    return _nest(spec, _checked_leaves(variables, spec))
+
+
+def flatten_subset(variables, spec: ParamSpec) -> jax.Array:
+    """Concatenate the spec's leaves, cast to float32, in spec order: ``f32[D]``.
+
+    int32 leaves are exact only up to ``2**24`` in magnitude (float32 mantissa).
+    """
+    leaves = _checked_leaves(variables, spec)
+    if not leaves:
+        return jnp.zeros((0,), jnp.float32)
+    return jnp.concatenate([jnp.ravel(jnp.asarray(x)).astype(jnp.float32) for x in leaves])
+
+
+def _check_vector(vector, spec: ParamSpec):
+    if not hasattr(vector, "dtype"):
+        vector = np.asarray(vector)
+    shape, dtype = _shape_dtype(vector)
+    if dtype != np.float32:
+        raise SubsetError(f"vector has dtype {dtype.name}; expected float32 (cast explicitly: "
+                          "a silent cast could hide a lossy vector)")
+    if shape != (spec.size,):
+        hint = (" (a batch of vectors? use jax.vmap(unflatten_subset, in_axes=(0, None)))"
+                if len(shape) == 2 and shape[-1] == spec.size else "")
+        raise SubsetError(f"vector has shape {shape}; the spec needs ({spec.size},){hint}")
+    return vector
+
+
+def unflatten_subset(vector, spec: ParamSpec) -> dict:
+    """``f32[D]`` -> the nested subset pytree, with each leaf's shape and dtype restored.
+
+    The result is nested dicts keyed like the variables, holding only the
+    spec's leaves, e.g. ``{'params': {'bn3': {'scale': f32[C], 'bias': f32[C]}}}``.
+    """
+    vector = jnp.asarray(_check_vector(vector, spec))
+    leaves = []
+    for shape, dtype, offset in zip(spec.shapes, spec.dtypes, spec.offsets, strict=True):
+        n = int(np.prod(shape, dtype=np.int64))
+        leaves.append(vector[offset:offset + n].reshape(shape).astype(dtype))
+    return _nest(spec, leaves)
+
+
+def merge(variables, subset):
+    """``variables`` with the leaves present in ``subset`` replaced; the rest unchanged.
+
+    ``subset`` is a pytree like the one :func:`unflatten_subset` returns. The
+    structure (and container types) of ``variables`` are kept. Each subset leaf
+    must name an existing variable of the same shape and dtype. For K subsets
+    stacked on a leading axis use ``jax.vmap(merge, in_axes=(None, 0))``.
+    """
+    replacements = _named_leaves(subset)
+    paths = variable_paths(variables)
+    known = set(paths)
+    for name in replacements:
+        if name not in known:
+            raise SubsetError(f"subset leaf {name!r} is not a variable of the network. "
+                              f"Closest names: {_closest(name, paths)}")
+
+    def replace(path, old):
+        name = _path_str(path)
+        if name not in replacements:
+            return old
+        new = replacements[name]
+        (old_shape, old_dtype), (new_shape, new_dtype) = _shape_dtype(old), _shape_dtype(new)
+        if new_shape != old_shape:
+            hint = (" (a stacked subset? use jax.vmap(merge, in_axes=(None, 0)))"
+                    if new_shape[1:] == old_shape else "")
+            raise SubsetError(f"subset leaf {name!r} has shape {new_shape} but the variable "
+                              f"has {old_shape}{hint}")
+        if new_dtype != old_dtype:
+            raise SubsetError(f"subset leaf {name!r} has dtype {new_dtype.name} but the "
+                              f"variable has {old_dtype.name}")
+        return new
+
+    return jax.tree_util.tree_map_with_path(replace, variables)
