@@ -1,0 +1,105 @@
+"""Batches for training and evaluation: seeded shuffle, augmentation, device prefetch."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+
+from pdiff_jax import sharding
+
+CROP_PAD = 4
+_AUGMENTATIONS = (None, "crop_flip")
+
+
+def crop_flip(x: np.ndarray, rng: np.random.Generator, *, pad: int = CROP_PAD) -> np.ndarray:
+    """Random ``pad``-pixel-padded crop and horizontal flip of f32[B, H, W, C].
+
+    The padding is zeros, which on normalized images is the mean colour.
+    """
+    b, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    dy = rng.integers(0, 2 * pad + 1, size=b)
+    dx = rng.integers(0, 2 * pad + 1, size=b)
+    flip = rng.random(b) < 0.5
+    rows = dy[:, None] + np.arange(h)  # [B, H]
+    cols = dx[:, None] + np.arange(w)  # [B, W]
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def batch_indices(
+    n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool, drop_remainder: bool
+) -> list[np.ndarray]:
+    """The example indices of each batch of one epoch; a function of ``(seed, epoch)``."""
+    order = np.random.default_rng([seed, epoch, 0]).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_remainder else n
+    return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def _to_device(batch, mesh):
+    if mesh is None:
+        return jax.tree.map(jax.device_put, batch)
+    if len(batch[1]) % mesh.devices.size:
+        # A final partial batch that does not split evenly is replicated instead.
+        return sharding.replicate(batch, mesh)
+    return sharding.shard_batch(batch, mesh)
+
+
+def iterate_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int = 0,
+    mesh=None,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+    augment: str | None = None,
+    prefetch: int = 2,
+) -> Iterator[tuple[jax.Array, jax.Array]]:
+    """Yield ``(x[B, ...], y[B])`` batches of one epoch as device arrays.
+
+    The order and the augmentation are functions of ``(seed, epoch)`` only. With
+    ``mesh`` the leading axis is split over its ``data`` axis (``batch_size`` must be a
+    multiple of the mesh size). ``prefetch`` batches are put on the device ahead of
+    the one being consumed (``device_put`` is asynchronous, so copies overlap compute).
+
+    Args:
+      x: f32[N, H, W, C] (or any [N, ...] array; augmentation needs images).
+      y: int[N].
+      augment: ``None`` or ``'crop_flip'`` (random crop with 4-pixel padding and
+        horizontal flip, seeded NumPy on the host).
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if augment not in _AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {_AUGMENTATIONS}, got {augment!r}")
+    if mesh is not None and batch_size % mesh.devices.size:
+        raise ValueError(
+            f"batch_size {batch_size} is not a multiple of the {mesh.devices.size} devices"
+        )
+    batches = batch_indices(
+        len(x), batch_size, seed=seed, epoch=epoch, shuffle=shuffle, drop_remainder=drop_remainder
+    )
+    aug_rng = np.random.default_rng([seed, epoch, 1])
+
+    def host_batches():
+        for idx in batches:
+            xb = x[idx]
+            if augment == "crop_flip":
+                xb = crop_flip(xb, aug_rng)
+            yield xb, y[idx]
+
+    queue = collections.deque()
+    for batch in host_batches():
+        queue.append(_to_device(batch, mesh))
+        if len(queue) > prefetch:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
