@@ -1,0 +1,56 @@
+"""Finished stage artifacts: arrays (Orbax) plus JSON metadata, written atomically.
+
+An artifact is a directory ``<name>/`` holding ``arrays/`` (an Orbax pytree)
+and ``meta.json``. It is assembled under a temporary name and renamed into
+place only when complete, so a killed run leaves either the whole artifact or
+none; ``exists`` is therefore the test for "this stage is done".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pdiff_jax.checkpoint import CheckpointError, restore_pytree, save_pytree, write_json
+
+
+def exists(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return (path / "meta.json").is_file() and (path / "arrays").is_dir()
+
+
+def save_artifact(path: str | os.PathLike, arrays: Any, meta: dict) -> Path:
+    """Write ``arrays`` and ``meta`` to ``path``; refuses to replace a finished artifact."""
+    path = Path(path).absolute()
+    if path.exists():
+        raise CheckpointError(f"{path} already exists; refusing to overwrite finished work. "
+                              "Delete it to recompute.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        save_pytree(tmp / "arrays", arrays)
+        write_json(tmp / "meta.json", meta)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load_artifact(path: str | os.PathLike, *, what: str = "artifact",
+                  hint: str = "") -> tuple[Any, dict]:
+    """``(arrays, meta)`` at ``path``, or a ``CheckpointError`` that says what to do."""
+    path = Path(path)
+    if not exists(path):
+        raise CheckpointError(f"no finished {what} at {path}" + (f": {hint}" if hint else ""))
+    try:
+        with open(path / "meta.json") as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{what} metadata {path / 'meta.json'} is unreadable ({e}); "
+                              f"delete {path} and rerun the stage") from e
+    return restore_pytree(path / "arrays"), meta

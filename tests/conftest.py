@@ -1,0 +1,33 @@
+"""Shared test settings.
+
+Compiling dominates small JAX tests on a CPU, so the persistent compilation
+cache is on for the whole session (a second run of the suite is much faster).
+"""
+
+import os
+from pathlib import Path
+
+import jax
+
+_CACHE = Path(os.environ.get("PDIFF_TEST_JAX_CACHE",
+                             Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
+_CACHE.mkdir(parents=True, exist_ok=True)
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+    """A private TFDS data dir: tests never depend on the home directory."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tfds_dir):
+    """3,000 / 1,000 class-balanced digits of the bundled MNIST."""
+    from pdiff_jax.data import load_dataset
+
+    return load_dataset("mnist", data_dir=str(tfds_dir), max_train=3000, max_test=1000)
