@@ -4,13 +4,20 @@ Every training loop and evaluator runs on a 1-D ``data`` mesh over all devices
 (``jax.sharding``, not pmap). On one CPU device the mesh is trivial and the
 code path is the same as on a GPU pod. ``XLA_FLAGS=--xla_force_host_platform_device_count=8``
 gives eight virtual CPU devices for tests.
+
+With several processes (``pdiff_jax.distributed``) the mesh spans every
+process's devices. Host arrays given to :func:`shard_batch` / :func:`replicate`
+must then be the same on every process; each process copies only the rows its
+own devices hold. Results split over devices of other processes are brought
+back with :func:`to_host`, not ``np.asarray``.
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -64,3 +71,22 @@ def round_batch(batch_size: int, mesh: Mesh) -> int:
     """The largest multiple of the mesh size not above ``batch_size`` (at least one per device)."""
     size = mesh.devices.size
     return max(size, batch_size - batch_size % size)
+
+
+def to_host(tree):
+    """Every leaf of ``tree`` as a NumPy array holding its global value.
+
+    ``np.asarray`` / ``jax.device_get`` cannot read an array split over devices
+    of other processes; those leaves are all-gathered first (a collective:
+    every process must call this for the same arrays). On one process this is
+    ``jax.device_get``.
+    """
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree.map(one, tree)
