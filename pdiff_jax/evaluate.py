@@ -41,7 +41,7 @@ def compute_tail_inputs(model_def, variables: dict, x: np.ndarray, split: str | 
     for i in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, mininterval=1.0):
         xb, n = sharding.pad_to_devices(x[i:i + batch_size], mesh)
         out = fn(variables, sharding.shard_batch(xb, mesh))
-        chunks.append(jax.tree.map(lambda a, n=n: np.asarray(a)[:n], out))
+        chunks.append(jax.tree.map(lambda a, n=n: a[:n], sharding.to_host(out)))
     return jax.tree.map(lambda *a: np.concatenate(a), *chunks)
 
 
@@ -122,6 +122,6 @@ class ManyModelEvaluator:
                     yb = np.concatenate([yb, np.repeat(yb[-1:], pad)])
                 out = self._correct(group, self.base, sharding.shard_batch(xb, self.mesh),
                                     sharding.shard_batch(yb, self.mesh))
-                correct[m:m + real, i:stop] = np.asarray(out)[:real, :stop - i]
+                correct[m:m + real, i:stop] = sharding.to_host(out)[:real, :stop - i]
         accuracy = 100.0 * correct.mean(axis=1, dtype=np.float64)
         return accuracy.astype(np.float32), ~correct

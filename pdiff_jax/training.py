@@ -194,12 +194,12 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
             xb = place(jnp.stack([b[0] for b in batches]), mesh)
             yb = place(jnp.stack([b[1] for b in batches]), mesh)
             state, metrics = step_fn(state, xb, yb)
-        metrics = jax.device_get(metrics)
+        metrics = sharding.to_host(metrics)
         if not np.all(np.isfinite(metrics["loss"])):
             raise FloatingPointError(f"seed zoo: loss is not finite in epoch {epoch + 1}; "
                                      "lower zoo.lr")
         if metrics_fn:
             metrics_fn(int(state.step[0]), {"seed/loss": float(np.mean(metrics["loss"])),
                                             "seed/accuracy": float(np.mean(metrics["accuracy"]))})
-    stacked = jax.device_get(variables_of(state))
+    stacked = sharding.to_host(variables_of(state))
     return [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(seeds))]
