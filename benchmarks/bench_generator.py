@@ -1,0 +1,250 @@
+"""Benchmark the generator: step times, sampling time, default-schedule run, peak memory.
+
+    python benchmarks/bench_generator.py                       # everything, defaults
+    python benchmarks/bench_generator.py --step-dims 2048 --repeats 20 --no-e2e --mem-dims ''
+
+Prints a markdown table with machine information. Times are medians over
+``--repeats`` runs after one warm-up (compilation excluded unless stated).
+Peak memory is measured in a fresh subprocess (``ru_maxrss``) that trains a
+few steps of both stages at that D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pdiff_jax.generator import (
+    default_generator_config,
+    load_generator,
+    train_autoencoder,
+    train_diffusion,
+)
+from pdiff_jax.generator import diffusion as dp
+from pdiff_jax.generator.generator import (
+    Generator,
+    build_autoencoder,
+    build_denoiser,
+)
+from pdiff_jax.generator.train import (
+    ae_train_step,
+    diffusion_train_step,
+    init_state,
+    make_optimizer,
+)
+
+
+def synthetic_zoo(K: int, D: int, seed: int = 0, rank: int = 8) -> np.ndarray:
+    """A structured zoo: a base vector plus low-rank variation plus small noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(D,)).astype(np.float32)
+    coef = rng.normal(size=(K, rank)).astype(np.float32)
+    basis = rng.normal(size=(rank, D)).astype(np.float32) / np.sqrt(rank)
+    return base + 0.05 * coef @ basis + 0.001 * rng.normal(size=(K, D)).astype(np.float32)
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up / compile
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def step_times(D: int, batch: int, repeats: int) -> dict:
+    cfg = default_generator_config()
+    K = batch
+    x = jnp.asarray(synthetic_zoo(K, D))
+    tx = make_optimizer(1e-3, 0.9, 0.999, 2e-6)
+    ae = build_autoencoder(D, cfg)
+    holder = {"s": init_state(ae.init(jax.random.key(0), x[:1]), tx, ema=False)}
+    step = functools.partial(ae_train_step, model=ae, tx=tx, batch_size=batch)
+
+    def run_ae():
+        holder["s"], loss = step(holder["s"], x, jax.random.key(1))
+        loss.block_until_ready()
+
+    t_ae = _median_time(run_ae, repeats)
+    z = ae.apply({"params": holder["s"]["params"]}, x, method=ae.encode)
+    den = build_denoiser(cfg)
+    dh = {"s": init_state(den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32)), tx,
+                          ema=True)}
+    dstep = functools.partial(diffusion_train_step, sched=dp.linear_schedule(), model=den,
+                              tx=tx, batch_size=batch, ema_decay=0.9999)
+
+    def run_diff():
+        dh["s"], loss = dstep(dh["s"], z, jax.random.key(1))
+        loss.block_until_ready()
+
+    t_diff = _median_time(run_diff, repeats)
+    n_ae = sum(p.size for p in jax.tree.leaves(holder["s"]["params"]))
+    n_den = sum(p.size for p in jax.tree.leaves(dh["s"]["params"]))
+    return {"D": D, "batch": batch, "ae_step_s": t_ae, "diff_step_s": t_diff,
+            "latent": list(z.shape[1:]), "ae_params": n_ae, "denoiser_params": n_den}
+
+
+def untrained_generator(D: int, K: int = 8) -> Generator:
+    """A Generator with initialized (untrained) weights: sampling cost does not depend on them."""
+    cfg = default_generator_config()
+    ae = build_autoencoder(D, cfg)
+    ae_params = ae.init(jax.random.key(0), jnp.zeros((1, D)))["params"]
+    latents = np.asarray(ae.apply({"params": ae_params}, jnp.asarray(synthetic_zoo(K, D)),
+                                  method=ae.encode))
+    den = build_denoiser(cfg)
+    d_params = den.init(jax.random.key(1), latents[:1], jnp.zeros((1,), jnp.int32))["params"]
+    meta = {"config": cfg.to_dict(), "D": D, "K": K, "fingerprint": "bench"}
+    arrays = {"params": ae_params, "latents": latents,
+              "normalizer": {"mean": np.zeros(D, np.float32), "std": np.ones(D, np.float32)}}
+    return Generator(ae_meta=meta, ae_arrays=arrays, diff_meta={"config": cfg.to_dict()},
+                     diff_arrays={"params": d_params, "latent_scale": np.float32(1.0)})
+
+
+def sampling_times(D: int, n: int, repeats: int) -> dict:
+    gen = untrained_generator(D)
+    out = {"D": D, "n": n}
+    for name, kw in (("ddpm_1000", {"sampler": "ddpm"}), ("ddim_50", {"sampler": "ddim",
+                                                                      "steps": 50})):
+        t = time.perf_counter()
+        gen.sample(jax.random.key(0), n, **kw)
+        out[name + "_first_s"] = time.perf_counter() - t
+        keys = iter(range(1, repeats + 2))
+        run = lambda kw=kw, ks=keys: gen.sample(jax.random.key(next(ks)), n, **kw)
+        out[name + "_s"] = _median_time(run, repeats)
+    return out
+
+
+def end_to_end(D: int, K: int) -> dict:
+    """The DEFAULT schedule on a synthetic zoo, both stages, compilation included."""
+    cfg = default_generator_config()
+    zoo = synthetic_zoo(K, D)
+    with tempfile.TemporaryDirectory() as wd:
+        t0 = time.perf_counter()
+        train_autoencoder(zoo, config=cfg, workdir=wd, key=jax.random.key(0))
+        t1 = time.perf_counter()
+        train_diffusion(config=cfg, workdir=wd, key=jax.random.key(1))
+        t2 = time.perf_counter()
+        gen = load_generator(wd)
+        samples = gen.sample(jax.random.key(2), 100)
+        # How far samples are from the zoo, relative to the zoo's own spread.
+        spread = np.linalg.norm(zoo - zoo.mean(0), axis=1).mean()
+        d_nn = np.min(np.linalg.norm(samples[:, None] - zoo[None], axis=-1), axis=1)
+        return {"D": D, "K": K, "ae_steps": cfg.autoencoder.train.steps,
+                "diff_steps": cfg.diffusion.train.steps, "ae_s": t1 - t0, "diff_s": t2 - t1,
+                "total_s": t2 - t0, "rel_recon_error": gen.meta["rel_recon_error"],
+                "rel_recon_error_normalized": gen.meta["rel_recon_error_normalized"],
+                "sample_nn_dist_over_spread": float(np.median(d_nn) / spread)}
+
+
+def memory_child(D: int, batch: int, steps: int) -> None:
+    cfg = default_generator_config()
+    for stage in (cfg.autoencoder.train, cfg.diffusion.train):
+        stage.update(steps=steps, batch_size=batch, log_every=1, checkpoint_every=10**9)
+    zoo = synthetic_zoo(batch, D, rank=4)
+    with tempfile.TemporaryDirectory() as wd:
+        times = []
+        t = time.perf_counter()
+        train_autoencoder(zoo, config=cfg, workdir=wd, key=jax.random.key(0),
+                          metrics_fn=lambda s, r: times.append(time.perf_counter()))
+        t_ae = time.perf_counter() - t
+        train_diffusion(config=cfg, workdir=wd, key=jax.random.key(1))
+        gen = load_generator(wd)
+        gen.sample(jax.random.key(0), 4, sampler="ddim", steps=10)
+        step_s = float(np.median(np.diff(times[:steps]))) if steps > 2 else float("nan")
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"D": D, "batch": batch, "peak_rss_gb": rss_gb, "ae_total_s": t_ae,
+                      "ae_step_s": step_s}))
+
+
+def peak_memory(D: int, batch: int, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child-mem", f"{D},{batch},{steps}"],
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        return {"D": D, "batch": batch, "error": out.stderr[-500:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine_info() -> str:
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, jax {jax.__version__} "
+            f"({jax.default_backend()}, {jax.device_count()} devices), python "
+            f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
+
+
+def _ints(s: str) -> list[int]:
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--step-dims", default="256,2048", help="D values for step times")
+    ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--sample-dims", default="2048", help="D values for sampling times")
+    ap.add_argument("--sample-n", type=int, default=100)
+    ap.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=True,
+                    help="train both stages with the default schedule at D=256, K=200")
+    ap.add_argument("--mem-dims", default="100000,1000000", help="D values for peak memory")
+    ap.add_argument("--mem-batches", default="200,50", help="batch per --mem-dims entry")
+    ap.add_argument("--mem-steps", type=int, default=5)
+    ap.add_argument("--child-mem", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child_mem:
+        memory_child(*_ints(args.child_mem))
+        return
+
+    print(f"Machine: {machine_info()}\n")
+    print("| measurement | D | value | details |\n|---|---|---|---|", flush=True)
+    for D in _ints(args.step_dims):
+        r = step_times(D, args.batch, args.repeats)
+        print(f"| AE step + diffusion step (batch {r['batch']}) | {D} | "
+              f"{r['ae_step_s'] + r['diff_step_s']:.3f} s | AE {r['ae_step_s']:.3f} s "
+              f"({r['ae_params']:,} params), diffusion {r['diff_step_s']:.3f} s "
+              f"({r['denoiser_params']:,} params), latent {r['latent']} |", flush=True)
+    for D in _ints(args.sample_dims):
+        r = sampling_times(D, args.sample_n, args.repeats)
+        print(f"| sample {r['n']} sets, DDPM 1000 steps | {D} | {r['ddpm_1000_s']:.2f} s | "
+              f"first call incl. compile {r['ddpm_1000_first_s']:.1f} s |")
+        print(f"| sample {r['n']} sets, DDIM 50 steps | {D} | {r['ddim_50_s']:.2f} s | "
+              f"first call incl. compile {r['ddim_50_first_s']:.1f} s |", flush=True)
+    if args.e2e:
+        r = end_to_end(256, 200)
+        print(f"| default schedule, both stages (K {r['K']}) | {r['D']} | {r['total_s']:.0f} s | "
+              f"AE {r['ae_steps']} steps {r['ae_s']:.0f} s, diffusion {r['diff_steps']} steps "
+              f"{r['diff_s']:.0f} s (compile included); relative reconstruction error "
+              f"{r['rel_recon_error']:.2e} (raw), {r['rel_recon_error_normalized']:.3f} "
+              "(normalized); median sample-to-nearest-zoo distance / zoo spread "
+              f"{r['sample_nn_dist_over_spread']:.3f} |", flush=True)
+    for D, b in zip(_ints(args.mem_dims), _ints(args.mem_batches), strict=False):
+        r = peak_memory(D, b, args.mem_steps)
+        if "error" in r:
+            print(f"| peak RSS, training (batch {b}) | {D} | failed | {r['error']!r} |")
+        else:
+            print(f"| peak RSS, training (batch {b}) | {D} | {r['peak_rss_gb']:.2f} GB | "
+                  f"AE step {r['ae_step_s']:.2f} s; {args.mem_steps} AE + "
+                  f"{args.mem_steps} diffusion steps, encode, sample |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
