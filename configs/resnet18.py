@@ -1,0 +1,84 @@
+"""The paper's default: ResNet-18 on CIFAR-100 (TFDS), last two BatchNorm layers, K = 200.
+
+Recipe (paper Tab. 13 and the authors' code): SGD lr 0.1, momentum 0.9,
+weight decay 5e-4, 30 epochs with x0.1 steps at epochs 10 and 20, then only
+`layer4_1/bn1` and `layer4_1/bn2` (2,048 numbers) keep training, one
+snapshot per iteration. Autoencoder and diffusion: AdamW lr 1e-3, weight
+decay 2e-6, 30,000 iterations each, batch 200, EMA 0.9999.
+
+    python -m pdiff_jax.main --config configs/resnet18.py --workdir runs/resnet18
+    python -m pdiff_jax.main --config configs/resnet18.py:cifar10 ...
+    python -m pdiff_jax.main --config configs/resnet18.py:smoke ...   # seconds, CIFAR-shaped bundled MNIST
+    python launch/sweep.py configs/resnet18.py --workdir runs/ablations   # the paper's ablations
+
+Needs CIFAR-100 prepared for TFDS (`pip install 'pdiff_jax[tf]'`, then
+`tfds build cifar100`); a GPU is strongly advised (one epoch on a 2-core CPU
+takes ~30 minutes).
+"""
+
+from pdiff_jax.default_config import get_config as default_config
+from pdiff_jax.default_config import shrink_for_smoke
+
+
+def get_config(arg=None):
+    args = set((arg or "").split(",")) - {""}
+    config = default_config()
+    config.data.name = "cifar10" if "cifar10" in args else "cifar100"
+    config.model.name = "resnet18"
+    config.model.kwargs = {"stem": "cifar"}
+
+    zoo = config.zoo
+    zoo.epochs = 30
+    zoo.batch_size = 128
+    zoo.optimizer = "sgd"
+    zoo.lr = 0.1
+    zoo.momentum = 0.9
+    zoo.weight_decay = 5e-4
+    zoo.schedule = "step"
+    zoo.milestones = (1 / 3, 2 / 3)
+    zoo.augment = "crop_flip"
+    zoo.num_models = 200
+    zoo.save_every = 1
+    zoo.subset_lr = 0.001
+    zoo.subset_batch_size = 200
+
+    gen = config.generator
+    gen.autoencoder.train.steps = 30000
+    gen.diffusion.train.steps = 30000
+    gen.autoencoder.train.batch_size = 200
+    gen.diffusion.train.batch_size = 200
+
+    config.evaluate.train_examples = 0   # select the best model on the whole training set
+    config.evaluate.vectorize = "map"    # per-model convs in the tail: a loop beats vmap
+    if "smoke" in args:
+        # Same code path on the bundled data (MNIST padded to 32x32x3).
+        config.data.name = "mnist"
+        config.data.image_size = 32
+        config.data.channels = 3
+        config.zoo.augment = ""
+        shrink_for_smoke(config)
+        config.data.max_train = 500
+        config.data.max_test = 200
+        config.model.kwargs = {"stem": "cifar", "width": 8}
+    unknown = args - {"cifar10", "smoke"}
+    if unknown:
+        raise ValueError(f"unknown config arguments {sorted(unknown)}; use cifar10 and/or smoke")
+    return config
+
+
+def get_sweep(arg=None):
+    """The paper's ablations (Tab. 2): ``{run name: {dotted config key: value}}``.
+
+    K in {1, 10, 50, 200, 500}; the autoencoder's input and latent noise on/off;
+    its normalization layer. ``python launch/sweep.py configs/resnet18.py[:arg]``
+    turns them into runs of this config.
+    """
+    del arg  # the same ablations for every variant of this config
+    ae = "generator.autoencoder.model"
+    runs = {f"k{k}": {"zoo.num_models": k} for k in (1, 10, 50, 200, 500)}
+    for name, (inp, lat) in {"both": (1e-3, 0.1), "input_only": (1e-3, 0.0),
+                             "latent_only": (0.0, 0.1), "none": (0.0, 0.0)}.items():
+        runs[f"noise_{name}"] = {f"{ae}.input_noise": inp, f"{ae}.latent_noise": lat}
+    for norm in ("instance", "group", "batch", "none"):
+        runs[f"norm_{norm}"] = {f"{ae}.norm": norm}
+    return runs
