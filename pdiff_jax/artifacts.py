@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,38 @@ def exists(path: str | os.PathLike) -> bool:
 
 
 def save_artifact(path: str | os.PathLike, arrays: Any, meta: dict) -> Path:
-    """Write ``arrays`` and ``meta`` to ``path``; refuses to replace a finished artifact."""
+    """Write ``arrays`` and ``meta`` to ``path``; refuses to replace a finished artifact.
+
+    Every process of a multi-host run calls this (Orbax saves collectively);
+    process 0 writes the metadata and renames the finished directory into place.
+    """
+    import jax
+
+    from pdiff_jax.distributed import barrier
+
     path = Path(path).absolute()
     if path.exists():
         raise CheckpointError(f"{path} already exists; refusing to overwrite finished work. "
                               "Delete it to recompute.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    writer = jax.process_index() == 0
+    # One name all processes agree on; leftovers of a killed run are removed first.
+    tmp = path.parent / f".{path.name}.partial"
+    if writer:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.partial*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    barrier(f"artifact-start:{path.name}")
     try:
         save_pytree(tmp / "arrays", arrays)
-        write_json(tmp / "meta.json", meta)
-        os.replace(tmp, path)
+        if writer:
+            write_json(tmp / "meta.json", meta)
+            os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if writer:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+    barrier(f"artifact-done:{path.name}")
     return path
 
 

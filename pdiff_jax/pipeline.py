@@ -98,8 +98,7 @@ def collect(run: Run) -> None:
         run.config.zoo, dataset=run.dataset, model_def=run.model_def, workdir=run.workdir,
         seed=run.config.seed, mesh=run.mesh, metrics_fn=run.log.for_stage("collect"),
         eval_config=run.config.evaluate)
-    if run.is_writer:
-        save_zoo(run.workdir / "zoo", zoo)
+    save_zoo(run.workdir / "zoo", zoo)
     run.__dict__["zoo"] = zoo
 
 
@@ -143,9 +142,8 @@ def sample(run: Run) -> None:
         _, path_latents = generator.sample_latents(jax.random.fold_in(key, 1), cfg.trajectories,
                                                    return_trajectory=True, **kw)
         arrays["trajectory"] = decode_trajectory(generator, np.asarray(path_latents))
-    if run.is_writer:
-        artifacts.save_artifact(path, arrays, {"sampler": cfg.sampler, "steps": cfg.sample_steps,
-                                               "n": int(cfg.num_generated)})
+    artifacts.save_artifact(path, arrays, {"sampler": cfg.sampler, "steps": cfg.sample_steps,
+                                           "n": int(cfg.num_generated)})
 
 
 def decode_trajectory(generator, latents: np.ndarray, points: int = 41) -> np.ndarray:
@@ -168,8 +166,7 @@ def evaluate(run: Run) -> None:
                                          hint="run the 'sample' stage first")
     arrays, results = evaluate_groups(run, samples["vectors"],
                                       key=stage_key(run.config.seed, "evaluate"))
-    if run.is_writer:
-        artifacts.save_artifact(path, arrays, results)
+    artifacts.save_artifact(path, arrays, results)
 
 
 def report(run: Run) -> None:

@@ -15,8 +15,10 @@ CONFIGS = sorted((ROOT / "configs").glob("*.py"))
 def _parse(argv):
     """Parse ``--config ...`` flags in a private FlagValues, as main.py does."""
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
-    values(["prog", *argv])
+    argv = ["prog", *argv]
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
     return values.config
 
 
@@ -37,7 +39,8 @@ def test_override_changes_the_field():
 
 
 def test_typo_in_override_fails():
-    with pytest.raises(flags.IllegalFlagValueError, match="num_modles"):
+    # ml_collections answers with the closest field name.
+    with pytest.raises((KeyError, AttributeError), match='Did you mean "num_models"'):
         _parse([f"--config={ROOT / 'configs/default.py'}", "--config.zoo.num_modles=17"])
 
 
@@ -53,8 +56,9 @@ def test_unknown_config_argument_fails():
 
 
 def test_main_help_lists_flags():
+    # absl exits with status 1 after printing --help.
     out = subprocess.run([sys.executable, "-m", "pdiff_jax.main", "--help"], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+                         text=True, timeout=120).stdout
     for flag in ("--config", "--workdir", "--stages"):
         assert flag in out
 
