@@ -7,6 +7,7 @@ interrupted run picks up where it stopped and ``stages=[...]`` reruns a part.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -48,12 +49,17 @@ class Run:
     @functools.cached_property
     def dataset(self):
         from pdiff_jax.data import load_dataset
+        from pdiff_jax.distributed import barrier
 
         d = self.config.data
-        return load_dataset(d.name, data_dir=d.data_dir or None, image_size=d.image_size or None,
-                            channels=d.channels or None, val_examples=d.val_examples,
-                            max_train=d.max_train or None, max_test=d.max_test or None,
-                            seed=self.config.seed)
+        load = functools.partial(
+            load_dataset, d.name, data_dir=d.data_dir or None, image_size=d.image_size or None,
+            channels=d.channels or None, val_examples=d.val_examples,
+            max_train=d.max_train or None, max_test=d.max_test or None, seed=self.config.seed)
+        # Process 0 prepares the TFDS files first; the others read them once they exist.
+        dataset = load() if self.is_writer else None
+        barrier("dataset-prepared")
+        return dataset if dataset is not None else load()
 
     @functools.cached_property
     def model_def(self):
@@ -191,7 +197,11 @@ def _check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
     current = config.to_json_best_effort(sort_keys=True)
     if saved.exists():
         previous = read_json(saved)
-        if previous != json.loads(current):
+        # A run that stopped before producing anything (bad input) holds nothing to protect:
+        # the corrected command takes the workdir over.
+        holds_work = any(p.name not in ("config.json", "metrics.jsonl")
+                         and not p.name.startswith(".") for p in workdir.iterdir())
+        if previous != json.loads(current) and holds_work:
             raise ValueError(
                 f"{workdir} holds a run made with a different config (see {saved}). Its "
                 "artifacts would not match this config: use a new --workdir, or delete that "
@@ -205,6 +215,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
+    n = config.evaluate.num_generated
+    if not isinstance(n, int) or n <= 0:  # checked now, not after hours of training
+        raise ValueError(f"evaluate.num_generated must be a positive number of parameter sets "
+                         f"to sample, got {n!r}; e.g. --config.evaluate.num_generated=100")
     workdir = Path(workdir)
     _check_workdir(workdir, config)
     run = Run(config, workdir)
@@ -215,8 +229,22 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             continue
         start = time.perf_counter()
         logging.info("stage %s", name)
-        STAGE_FNS[name](run)
-        run.timings[name] = time.perf_counter() - start
-        run.log.write("timing", 0, {f"{name}_s": run.timings[name]})
+        try:
+            STAGE_FNS[name](run)
+            run.timings[name] = time.perf_counter() - start
+            run.log.write("timing", 0, {f"{name}_s": run.timings[name]})
+        except Exception as e:
+            if _out_of_space(e):
+                raise OSError(errno.ENOSPC, f"stage {name}: no space left on the device of "
+                              f"{workdir} ({e}). Free some space, or pass another --workdir, and "
+                              "run the same command again: finished stages are kept and "
+                              "training resumes from its last checkpoint") from e
+            raise
         logging.info("stage %s done in %.1f s", name, run.timings[name])
     return run
+
+
+def _out_of_space(e: BaseException) -> bool:
+    # Orbax/TensorStore report a full disk as their own exception types, hence the text too.
+    return ((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+            or "No space left on device" in str(e))
