@@ -105,7 +105,10 @@ def evaluate_groups(run, generated_vectors: np.ndarray, *, key) -> tuple[dict, d
 
 
 def write_outputs(run) -> dict:
-    """Pictures, report.md, results.json and the printed summary, from stored artifacts."""
+    """Pictures, report.md, results.json and the printed summary, from stored artifacts.
+
+    Every process calls this (restoring artifacts is collective); process 0 writes.
+    """
     from pdiff_jax.generator import load_generator
 
     _, results = artifacts.load_artifact(run.workdir / "evaluation", what="evaluation",
@@ -117,6 +120,8 @@ def write_outputs(run) -> dict:
     latents_orig = np.asarray(generator.encode(zoo.vectors))
     latents_gen = np.asarray(samples["latents"])
     noise = np.random.default_rng(run.config.seed).normal(size=latents_orig.shape)
+    if not run.is_writer:   # loading above is collective (Orbax); writing is process 0's
+        return results
     pictures = {}
     if run.config.evaluate.tsne or run.config.evaluate.trajectories:
         pictures = plots.plot_all(

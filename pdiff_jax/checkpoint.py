@@ -134,6 +134,7 @@ class TrainCheckpoints:
                                 "trying the previous one", step, self.directory,
                                 type(e).__name__, e)
                 continue
+            logging.info("resuming from checkpoint step %d in %s", step, self.directory)
             return step, state
         if failures:
             raise CheckpointError(

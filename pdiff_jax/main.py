@@ -7,18 +7,28 @@ can call too (``pdiff_jax.pipeline.run_pipeline``).
 from __future__ import annotations
 
 import logging as std_logging
+import sys
 from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from pdiff_jax import distributed, pipeline
+from pdiff_jax.config_errors import unknown_field_message
 
 # The built-in default lives in the package, so `--config.x=y` works without --config too.
 _DEFAULT_CONFIG = str(Path(__file__).with_name("default_config.py"))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG, "Config file (configs/*.py, optionally 'file.py:smoke'). "
-    "Default: the built-in config (bundled MNIST).", lock_config=True)
+
+
+try:
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", _DEFAULT_CONFIG, "Config file (configs/*.py, optionally 'file.py:smoke'). "
+        "Default: the built-in config (bundled MNIST).", lock_config=True)
+except (AttributeError, KeyError) as _e:  # without --config, overrides are applied right here
+    _message = unknown_field_message(_e)
+    if _message is None:
+        raise
+    raise SystemExit(_message) from None
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Directory for artifacts, logs, report.")
 _STAGES = flags.DEFINE_list(
     "stages", [], f"Stages to run, in order (default: all): {','.join(pipeline.STAGES)}.")
@@ -41,7 +51,13 @@ def main(argv):
 
 def run():
     """Console-script entry (``pdiff-jax``)."""
-    app.run(main)
+    try:
+        app.run(main)
+    except (AttributeError, KeyError) as e:  # with --config: raised while parsing flags
+        message = unknown_field_message(e)
+        if message is None:
+            raise
+        sys.exit(message)
 
 
 if __name__ == "__main__":

@@ -178,8 +178,7 @@ def evaluate(run: Run) -> None:
 def report(run: Run) -> None:
     from pdiff_jax.analysis import write_outputs
 
-    if run.is_writer:
-        write_outputs(run)
+    write_outputs(run)
 
 
 STAGE_FNS = {"collect": collect, "autoencoder": autoencoder, "diffusion": diffusion,

@@ -92,6 +92,17 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model_def,
                                                                       "accuracy": accuracy}
 
 
+def _check_finite(loss, step: int, desc: str, params=None) -> None:
+    """Raise if the loss (or, given ``params``, any parameter) is NaN/inf."""
+    bad = f"loss is {loss}" if not np.isfinite(loss) else None
+    if bad is None and params is not None and not bool(jax.tree.reduce(
+            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))):
+        bad = "the parameters became NaN/inf"  # the loss is computed before the update
+    if bad:
+        raise FloatingPointError(f"{desc}: {bad} at step {step}; lower the learning rate "
+                                 "(zoo.lr) or check the data for NaNs")
+
+
 def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *, epochs: int,
                      batch_size: int, seed: int, optimizer: str, lr: float,
                      momentum: float = 0.9, weight_decay: float = 0.0,
@@ -132,15 +143,15 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
                 state, metrics = step_fn(state, xb, yb)
                 if int(state.step) % 50 == 0:
                     metrics = jax.device_get(metrics)
-                    if not np.isfinite(metrics["loss"]):
-                        raise FloatingPointError(
-                            f"{desc}: loss is {metrics['loss']} at step {int(state.step)}; "
-                            "lower the learning rate (zoo.lr) or check the data for NaNs")
+                    _check_finite(metrics["loss"], int(state.step), desc)
                     bar.set_postfix(loss=f"{metrics['loss']:.3f}",
                                     acc=f"{metrics['accuracy']:.3f}")
                     if metrics_fn:
                         metrics_fn(int(state.step), {f"{desc}/{k}": float(v)
                                                      for k, v in metrics.items()})
+            if steps_per_epoch:  # also at the epoch's end: a diverged state is never saved
+                _check_finite(jax.device_get(metrics["loss"]), int(state.step), desc,
+                              params=state.params)
             if ckpts:
                 ckpts.save(epoch + 1, state)
     finally:

@@ -139,12 +139,13 @@ def _initial_variables(cfg, model_def, seed: int) -> dict:
 
 def _subset_zoo(cfg, dataset, model_def, workdir, seed, mesh, metrics_fn):
     variables = _initial_variables(cfg, model_def, seed)
+    # Before training: a selector that matches nothing fails at once, not after the epochs.
+    spec = ParamSpec.from_variables(variables, selector_of(cfg, model_def))
     if cfg.epochs > 0:
         variables = training.train_classifier(
             model_def, variables, dataset.x_train, dataset.y_train, seed=seed, mesh=mesh,
             checkpoint_dir=workdir / "zoo_ckpt" / "base", metrics_fn=metrics_fn, desc="base",
             **_train_kwargs(cfg))
-    spec = ParamSpec.from_variables(variables, selector_of(cfg, model_def))
     split = model_def.split_point_for(spec.names)
     logging.info("zoo: subset of %d numbers in %d tensors; tail starts at %s", spec.size,
                  len(spec.names), split)
