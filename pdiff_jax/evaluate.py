@@ -83,6 +83,10 @@ class ManyModelEvaluator:
         self.mesh = mesh or sharding.make_mesh()
         self.batch_size = sharding.round_batch(batch_size, self.mesh)
         self.models_per_call = models_per_call
+        devices = self.mesh.devices.size
+        # With several devices, vmapped groups are split along the model axis (each device
+        # runs whole models on the whole batch); otherwise the examples are split.
+        self.shard_models = vectorize == "vmap" and devices > 1 and models_per_call % devices == 0
         self.base = sharding.replicate(base_variables, self.mesh)
         self.inputs = {
             name: (compute_tail_inputs(model_def, base_variables, x, split_point,
@@ -106,11 +110,15 @@ class ManyModelEvaluator:
         for m in range(0, len(vectors), self.models_per_call):
             group = vectors[m:m + self.models_per_call]
             real = len(group)
-            if real < self.models_per_call and len(vectors) > self.models_per_call:
+            if real < self.models_per_call and (len(vectors) > self.models_per_call
+                                                or self.shard_models):
                 # Pad the last group so the compiled call is reused, not retraced.
                 group = np.concatenate([group, np.repeat(group[-1:], self.models_per_call - real,
                                                          axis=0)])
-            group = sharding.replicate(group, self.mesh)
+            place_models, place_data = ((sharding.shard_batch, sharding.replicate)
+                                        if self.shard_models else
+                                        (sharding.replicate, sharding.shard_batch))
+            group = place_models(group, self.mesh)
             for i in range(0, n_examples, self.batch_size):
                 stop = min(i + self.batch_size, n_examples)
                 xb = jax.tree.map(lambda a, i=i, stop=stop: a[i:stop], inputs)
@@ -120,8 +128,8 @@ class ManyModelEvaluator:
                     xb = jax.tree.map(lambda a, pad=pad: np.concatenate(
                         [a, np.repeat(a[-1:], pad, axis=0)]), xb)
                     yb = np.concatenate([yb, np.repeat(yb[-1:], pad)])
-                out = self._correct(group, self.base, sharding.shard_batch(xb, self.mesh),
-                                    sharding.shard_batch(yb, self.mesh))
+                out = self._correct(group, self.base, place_data(xb, self.mesh),
+                                    place_data(yb, self.mesh))
                 correct[m:m + real, i:stop] = sharding.to_host(out)[:real, :stop - i]
         accuracy = 100.0 * correct.mean(axis=1, dtype=np.float64)
         return accuracy.astype(np.float32), ~correct
