@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from pdiff_jax import artifacts, sharding, training
 from pdiff_jax.checkpoint import TrainCheckpoints
-from pdiff_jax.evaluate import ManyModelEvaluator, compute_tail_inputs
+from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 

@@ -97,3 +97,11 @@ def test_other_config_in_same_workdir_is_refused(smoke_run):
     assert proc.returncode != 0
     assert "different config" in proc.stderr
     assert artifacts.exists(workdir / "zoo")
+
+
+def test_evaluate_api_returns_results(smoke_run):
+    import pdiff_jax.zoo  # a submodule import must not shadow pdiff_jax.evaluate
+
+    results = pdiff_jax.evaluate(smoke_run[0])
+    stored = json.loads((smoke_run[0] / "results.json").read_text())
+    assert results["pdiff"]["best"] == stored["pdiff"]["best"]

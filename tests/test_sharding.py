@@ -39,7 +39,7 @@ def _workloads(data_dir: str, out_dir: str):
     """``[(name, fn)]``; each fn returns a dict of host arrays to compare."""
     from pdiff_jax import training, zoo
     from pdiff_jax.data import load_dataset
-    from pdiff_jax.evaluate import ManyModelEvaluator, compute_tail_inputs
+    from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
     from pdiff_jax.models import get_model
     from pdiff_jax.sharding import make_mesh
     from pdiff_jax.subset import ParamSpec, flatten_subset

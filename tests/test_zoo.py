@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pdiff_jax.default_config import evaluate_defaults, zoo_defaults
-from pdiff_jax.evaluate import ManyModelEvaluator, compute_tail_inputs
+from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
 from pdiff_jax.models import get_model
 from pdiff_jax.subset import ParamSpec, flatten_subset
 from pdiff_jax.zoo import batch_indices, collect_zoo, load_zoo, save_zoo, train_subset_snapshots
