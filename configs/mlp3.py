@@ -29,6 +29,14 @@ def get_config(arg=None):
     zoo.schedule = "constant"
     zoo.models_per_step = 50   # vmap over MLPs sharing a step measured ~2x faster than a loop
     config.generator.normalization.mode = "tensor"
+    # Entire-network zoo: K independent networks, each to be reproduced -> the FC autoencoder
+    # (per-coordinate output layer). One hidden layer of 256 (>= K, so the decoder can map
+    # K latents to K arbitrary vectors), latent 16 x 4 = 64 numbers. A high AE learning rate
+    # makes that memorization ~3x faster (lr 1e-3 stayed at loss ~0.74 after 200 steps).
+    ae = config.generator.autoencoder
+    ae.model.update(kind="fc", hidden=(256,), latent_len=16, latent_channels=4)
+    ae.train.update(steps=400, learning_rate=1e-2)
+    config.generator.diffusion.train.steps = 2000
     config.evaluate.train_examples = 10000
     if "smoke" in args:
         shrink_for_smoke(config)

@@ -17,6 +17,12 @@ Noise augmentation (training only, rng stream ``noise``): Gaussian noise of std
 ``input_noise`` on the NORMALIZED input (the original added it to raw
 parameters; in normalized units the amplitude means the same for every zoo) and
 ``latent_noise`` on the latent. Set either to 0 to switch it off.
+
+Two architectures, chosen by ``autoencoder.model.kind`` (see :func:`build`):
+``conv`` (:class:`ParamAutoencoder`, above) suits subsets whose members are
+snapshots of one model; ``fc`` (:class:`FCAutoencoder`) suits entire-network
+zoos of independently trained members, which must each be reproduced: its
+output layer is a Dense(D) with weights per coordinate.
 """
 
 from __future__ import annotations
@@ -132,6 +138,10 @@ class ParamAutoencoder(nn.Module):
     def geom(self) -> Geometry:
         return geometry(self.D, fold=self.fold, min_len=self.min_len, max_len=self.max_len)
 
+    def geometry_meta(self) -> dict:
+        g = self.geom
+        return {"kind": "conv", "length": g.length, "fold": g.fold}
+
     def setup(self):
         if len(self.channels) != NUM_STAGES:
             raise ValueError(f"channels needs {NUM_STAGES} entries, got {self.channels}")
@@ -182,6 +192,118 @@ class ParamAutoencoder(nn.Module):
         if train and self.latent_noise > 0:
             z_in = z + self.latent_noise * jax.random.normal(self.make_rng("noise"), z.shape)
         return self.decode(z_in, train), z
+
+
+# -- fully-connected variant (the paper's "FC vs 1D CNN" ablation) ------------------------
+
+def make_feature_norm(kind: str, train: bool):
+    """Normalization of dense features f32[B, H]. A per-sample norm over a length-1
+    "sequence" would be degenerate, so ``instance`` means LayerNorm over all H
+    features here, ``group`` 8 groups of features, ``batch`` BatchNorm."""
+    if kind == "instance":
+        return lambda h: GroupNorm1D(group_size=h.shape[-1])(h[:, None, :])[:, 0]
+    if kind == "group":
+        return lambda h: GroupNorm1D(group_size=h.shape[-1] // math.gcd(h.shape[-1], 8))(
+            h[:, None, :])[:, 0]
+    return make_norm(kind, train)
+
+
+class FCBlock(nn.Module):
+    """Dense(width) -> norm -> leaky_relu on f32[B, H]."""
+
+    width: int
+    norm: str
+
+    @nn.compact
+    def __call__(self, h, train: bool):
+        return nn.leaky_relu(make_feature_norm(self.norm, train)(nn.Dense(self.width)(h)))
+
+
+class FCAutoencoder(nn.Module):
+    """Fully-connected parameter autoencoder for entire-network zoos.
+
+    Encoder: f32[B, D] -> [Dense(h) -> norm -> leaky_relu] for h in ``hidden``
+    -> Dense(latent_len * latent_channels) -> ``latent_bound * tanh`` -> f32[B,
+    latent_len, latent_channels] (the shape the UNet-1D denoiser expects).
+    Decoder: the mirror image, ending in Dense(D): every coordinate has its own
+    output weights, so the K zoo members can be reproduced individually (the
+    conv AE's shared per-position head cannot do that for independent networks).
+    Cost is dominated by the two D x hidden[0] matrices (dense GEMMs, fast on CPU).
+    Noise augmentation as in :class:`ParamAutoencoder`.
+    """
+
+    D: int
+    hidden: Sequence[int] = (512, 256)
+    latent_len: int = 16
+    latent_channels: int = 4
+    latent_bound: float = 1.0
+    norm: str = "instance"
+    input_noise: float = 1e-3
+    latent_noise: float = 0.1
+
+    def setup(self):
+        if not self.hidden or any(int(h) <= 0 for h in self.hidden):
+            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        h = tuple(int(v) for v in self.hidden)
+        self.enc_blocks = [FCBlock(v, self.norm) for v in h]
+        self.to_latent = nn.Dense(self.latent_len * self.latent_channels)
+        self.dec_blocks = [FCBlock(v, self.norm) for v in h[::-1]]
+        self.head = nn.Dense(self.D)
+
+    def geometry_meta(self) -> dict:
+        return {"kind": "fc", "hidden": [int(v) for v in self.hidden],
+                "latent_len": self.latent_len}
+
+    def encode(self, x, train: bool = False):
+        """f32[B, D] normalized parameters -> f32[B, latent_len, latent_channels]."""
+        if train and self.input_noise > 0:
+            x = x + self.input_noise * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)
+        h = x
+        for block in self.enc_blocks:
+            h = block(h, train)
+        z = self.latent_bound * jnp.tanh(self.to_latent(h))
+        return z.reshape(x.shape[0], self.latent_len, self.latent_channels)
+
+    def decode(self, z, train: bool = False):
+        """f32[B, latent_len, latent_channels] -> f32[B, D] (normalized coordinates)."""
+        h = z.reshape(z.shape[0], -1)
+        for block in self.dec_blocks:
+            h = block(h, train)
+        return self.head(h)
+
+    def __call__(self, x, train: bool = False):
+        z = self.encode(x, train)
+        z_in = z
+        if train and self.latent_noise > 0:
+            z_in = z + self.latent_noise * jax.random.normal(self.make_rng("noise"), z.shape)
+        return self.decode(z_in, train), z
+
+
+AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder}
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "D"}
+
+
+def build(D: int, kind: str = "conv", **kwargs):
+    """The autoencoder of ``kind`` ('conv' | 'fc') for vectors of D numbers.
+
+    ``kwargs`` is the config section ``autoencoder.model``: it holds the keys of
+    both kinds; those of the other kind are ignored, unknown keys are an error.
+    """
+    if kind not in AUTOENCODERS:
+        raise ValueError(f"autoencoder kind must be one of {tuple(AUTOENCODERS)}, got {kind!r}")
+    known = set().union(*(_fields(c) for c in AUTOENCODERS.values()))
+    unknown = set(kwargs) - known
+    if unknown:
+        raise ValueError(f"unknown autoencoder.model keys {sorted(unknown)}; known: "
+                         f"{sorted(known | {'kind'})}")
+    cls = AUTOENCODERS[kind]
+    own = _fields(cls)
+    return cls(D=D, **{k: v for k, v in kwargs.items() if k in own})
 
 
 def reconstruction_loss(recon, target):

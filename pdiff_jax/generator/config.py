@@ -2,7 +2,8 @@
 function or module:
 
   normalization        -> normalize.fit_normalizer(vectors, segments, **.)
-  autoencoder.model    -> autoencoder.ParamAutoencoder(D=..., **.)
+  autoencoder.model    -> autoencoder.build(D=..., **.): kind 'conv' -> ParamAutoencoder,
+                          'fc' -> FCAutoencoder (each takes its own keys, ignores the other's)
   autoencoder.train    -> train.TrainSettings(**.)   (optimizer, steps, batch, EMA, logging)
   diffusion.process    -> diffusion.linear_schedule(**.)
   diffusion.model      -> denoiser.UNet1D(**.)
@@ -39,14 +40,19 @@ def default_generator_config() -> ml_collections.ConfigDict:
     cfg.normalization = dict(mode="coordinate", std_floor=1e-4, abs_floor=1e-8)
     cfg.autoencoder = dict(
         model=dict(
-            fold=32,  # numbers per position for mid-size D
+            # conv: folded 1D-CNN (subsets: snapshots of one model); fc: dense layers with a
+            # per-coordinate output (entire-network zoos of independently trained members).
+            kind="conv",
+            fold=32,  # conv only: numbers per position for mid-size D
             min_len=32,  # folded length bounds; the fold grows with D beyond max_len
             max_len=512,
             channels=(32, 32, 64, 64),
-            latent_channels=4,
+            latent_channels=4,  # both kinds
             latent_bound=1.0,  # latents = bound * tanh(.)
             norm="instance",  # instance | group | batch | none
             kernel_size=3,
+            hidden=(512, 256),  # fc only: encoder widths (the decoder mirrors them)
+            latent_len=16,  # fc only: latent f32[latent_len, latent_channels]
             input_noise=1e-3,  # std, in normalized units; 0 = off
             latent_noise=0.1,  # std; 0 = off
         ),

@@ -21,8 +21,8 @@ import numpy as np
 
 from pdiff_jax.checkpoint import CheckpointError, read_json, restore_pytree
 
+from . import autoencoder as ae_lib
 from . import diffusion as dp
-from .autoencoder import ParamAutoencoder
 from .denoiser import UNet1D
 from .normalize import Normalizer, denormalize, normalize
 
@@ -37,8 +37,10 @@ def module_kwargs(section) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def build_autoencoder(D: int, config) -> ParamAutoencoder:
-    return ParamAutoencoder(D=D, **module_kwargs(config.autoencoder.model))
+def build_autoencoder(D: int, config):
+    """The autoencoder module of ``config.autoencoder.model.kind`` ('conv' when absent,
+    as in artifacts written before the key existed)."""
+    return ae_lib.build(D, **module_kwargs(config.autoencoder.model))
 
 
 def build_denoiser(config) -> UNet1D:
@@ -60,12 +62,12 @@ def chunk_rows(D: int) -> int:
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _encode(variables, x, *, model):
-    return model.apply(variables, x, train=False, method=ParamAutoencoder.encode)
+    return model.apply(variables, x, train=False, method="encode")
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _decode(variables, z, *, model):
-    return model.apply(variables, z, train=False, method=ParamAutoencoder.decode)
+    return model.apply(variables, z, train=False, method="decode")
 
 
 def _chunked(fn, x, rows: int):

@@ -105,7 +105,7 @@ def train_autoencoder(vectors, *, config, workdir, key, mesh=None, metrics_fn=No
     meta = {
         "config": _config_dict(config), "D": D, "K": K, "segments": segments,
         "fingerprint": zoo_fingerprint(x), "latent_shape": list(latents.shape[1:]),
-        "geometry": {"length": model.geom.length, "fold": model.geom.fold},
+        "geometry": model.geometry_meta(),
         "steps": settings.steps,
         # |x_hat - x| / |x| in normalized coordinates, and in raw parameters.
         "rel_recon_error_normalized": float(err), "rel_recon_error": float(rel_raw),

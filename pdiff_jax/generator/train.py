@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from pdiff_jax import sharding
 from pdiff_jax.checkpoint import TrainCheckpoints
 
-from .autoencoder import ParamAutoencoder, reconstruction_loss
+from .autoencoder import reconstruction_loss
 from .diffusion import Schedule, diffusion_loss
 
 
@@ -102,7 +102,7 @@ def _apply_update(state, grads, tx, ema_decay, new_batch_stats=None):
 
 @functools.partial(jax.jit, donate_argnums=(0,),
                    static_argnames=("model", "tx", "batch_size", "ema_decay", "mesh"))
-def ae_train_step(state, zoo, key, *, model: ParamAutoencoder, tx, batch_size: int,
+def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
                   ema_decay: float = 0.0, mesh=None):
     """One AE step on a batch of the normalized zoo ``f32[K, D]``. Returns (state, loss)."""
     k_batch, k_noise = jax.random.split(jax.random.fold_in(key, state["step"]))
