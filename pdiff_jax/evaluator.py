@@ -25,6 +25,11 @@ def _forward(variables, x, *, model_def, start=None, stop=None):
     return model_def.apply(variables, x, train=False, start=start, stop=stop)
 
 
+@functools.cache
+def _compiled_forward(model_def, stop):
+    return jax.jit(functools.partial(_forward, model_def=model_def, stop=stop))
+
+
 def compute_tail_inputs(model_def, variables: dict, x: np.ndarray, split: str | None, *,
                         batch_size: int = 1000, mesh=None, desc: str = "features") -> Any:
     """Activations entering split point ``split`` for every row of ``x`` (eval mode).
@@ -35,7 +40,7 @@ def compute_tail_inputs(model_def, variables: dict, x: np.ndarray, split: str | 
     if split is None:
         return x
     mesh = mesh or sharding.make_mesh()
-    fn = jax.jit(functools.partial(_forward, model_def=model_def, stop=split))
+    fn = _compiled_forward(model_def, split)
     variables = sharding.replicate(variables, mesh)
     chunks = []
     for i in tqdm(range(0, len(x), batch_size), desc=desc, leave=False, mininterval=1.0):

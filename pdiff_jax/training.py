@@ -31,10 +31,15 @@ class TrainState(NamedTuple):
     step: jax.Array
 
 
+@functools.cache
 def make_optimizer(*, optimizer: str, lr: float, total_steps: int, momentum: float = 0.9,
                    weight_decay: float = 0.0, schedule: str = "constant",
                    milestones=(0.5, 0.75)) -> optax.GradientTransformation:
-    """SGD with momentum, Adam or AdamW with a constant, cosine or step schedule."""
+    """SGD with momentum, Adam or AdamW with a constant, cosine or step schedule.
+
+    Cached: equal settings give the same object, so the steps compiled for it
+    are reused (a seed zoo trains K models with one compilation).
+    """
     total_steps = max(int(total_steps), 1)
     if schedule == "cosine":
         lr_fn = optax.cosine_decay_schedule(lr, total_steps)
@@ -103,6 +108,13 @@ def _check_finite(loss, step: int, desc: str, params=None) -> None:
                                  "(zoo.lr) or check the data for NaNs")
 
 
+@functools.cache
+def compiled_train_step(model_def, tx: optax.GradientTransformation, batched: bool = False):
+    """``train_step`` jitted once per architecture and optimizer (vmapped if ``batched``)."""
+    step = functools.partial(train_step, model_def=model_def, tx=tx)
+    return jax.jit(jax.vmap(step) if batched else step, donate_argnums=0)
+
+
 def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *, epochs: int,
                      batch_size: int, seed: int, optimizer: str, lr: float,
                      momentum: float = 0.9, weight_decay: float = 0.0,
@@ -121,10 +133,9 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
     steps_per_epoch = len(x) // batch_size
     tx = make_optimizer(optimizer=optimizer, lr=lr, total_steps=epochs * steps_per_epoch,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                        milestones=milestones)
+                        milestones=tuple(milestones))
     state = sharding.replicate(init_state(variables, tx), mesh)
-    step_fn = jax.jit(functools.partial(train_step, model_def=model_def, tx=tx),
-                      donate_argnums=0)
+    step_fn = compiled_train_step(model_def, tx)
 
     ckpts = TrainCheckpoints(checkpoint_dir) if checkpoint_dir else None
     start_epoch = 0
@@ -187,15 +198,14 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
     steps_per_epoch = len(x) // batch_size
     tx = make_optimizer(optimizer=optimizer, lr=lr, total_steps=epochs * steps_per_epoch,
                         momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                        milestones=milestones)
+                        milestones=tuple(milestones))
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
     variables = jax.vmap(lambda k: model_def.init(jax.random.wrap_key_data(k)))(keys)
     state = jax.vmap(lambda v: init_state(v, tx))(variables)
     place = (sharding.shard_batch if len(seeds) % mesh.devices.size == 0
              else sharding.replicate)
     state = place(state, mesh)
-    step_fn = jax.jit(jax.vmap(functools.partial(train_step, model_def=model_def, tx=tx)),
-                      donate_argnums=0)
+    step_fn = compiled_train_step(model_def, tx, batched=True)
     for epoch in range(epochs):
         streams = [iterate_batches(x, y, batch_size, seed=s, epoch=epoch, augment=augment or None)
                    for s in seeds]

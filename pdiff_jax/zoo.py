@@ -171,6 +171,12 @@ def _subset_step(vector, opt_state, base, inputs, labels, *, model_def, spec, st
     return vector + updates, opt_state, loss
 
 
+@functools.cache
+def _compiled_subset_step(model_def, spec, split, tx):
+    return jax.jit(functools.partial(_subset_step, model_def=model_def, spec=spec, start=split,
+                                     tx=tx), donate_argnums=(0, 1))
+
+
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """Indices of the batch for ``step``: a pure function of (seed, step), so resumes match."""
     epoch, pos = divmod(step * batch_size, n - n % batch_size or n)
@@ -195,8 +201,7 @@ def train_subset_snapshots(model_def, variables, spec, split, tail_inputs, label
     batch_size = sharding.round_batch(min(batch_size, len(labels)), mesh)
     tx = training.make_optimizer(optimizer=optimizer, lr=lr, momentum=momentum,
                                  total_steps=num_snapshots * save_every)
-    step_fn = jax.jit(functools.partial(_subset_step, model_def=model_def, spec=spec,
-                                        start=split, tx=tx), donate_argnums=(0, 1))
+    step_fn = _compiled_subset_step(model_def, spec, split, tx)
     vector = jnp.asarray(flatten_subset(variables, spec))
     state = {"vector": vector, "opt_state": tx.init(vector),
              "snapshots": np.zeros((num_snapshots, spec.size), np.float32),
