@@ -1,12 +1,17 @@
-"""Benchmark the generator: step times, sampling time, default-schedule run, peak memory.
+"""Benchmark the generator: step times, peak memory, sampling time, default-schedule run.
 
     python benchmarks/bench_generator.py                       # everything, defaults
     python benchmarks/bench_generator.py --step-dims 2048 --repeats 20 --no-e2e --mem-dims ''
 
-Prints a markdown table with machine information. Times are medians over
+Prints markdown tables with machine information. Times are medians over
 ``--repeats`` runs after one warm-up (compilation excluded unless stated).
-Peak memory is measured in a fresh subprocess (``ru_maxrss``) that trains a
-few steps of both stages at that D.
+Step times and peak memory: each (D, batch) runs in a fresh subprocess that builds a
+synthetic zoo of K = batch vectors, times the AE train step and the diffusion train
+step (on the AE's latents), and reports its peak RSS (``ru_maxrss``, = VmHWM): the
+memory of training both stages at that D, the zoo included. When a configuration
+fails (e.g. out of memory) it is retried at ``--fallback-batch``.
+``--mem-dims`` additionally runs the real ``train_autoencoder``/``train_diffusion``
+functions for a few steps in a subprocess and reports their peak RSS.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info
 
 from pdiff_jax.generator import (
     default_generator_config,
@@ -52,10 +59,15 @@ from pdiff_jax.generator.train import (
 def synthetic_zoo(K: int, D: int, seed: int = 0, rank: int = 8) -> np.ndarray:
     """A structured zoo: a base vector plus low-rank variation plus small noise."""
     rng = np.random.default_rng(seed)
-    base = rng.normal(size=(D,)).astype(np.float32)
-    coef = rng.normal(size=(K, rank)).astype(np.float32)
-    basis = rng.normal(size=(rank, D)).astype(np.float32) / np.sqrt(rank)
-    return base + 0.05 * coef @ basis + 0.001 * rng.normal(size=(K, D)).astype(np.float32)
+    f32 = np.float32
+    base = rng.standard_normal((D,), dtype=f32)
+    coef = rng.standard_normal((K, rank), dtype=f32)
+    basis = rng.standard_normal((rank, D), dtype=f32) / f32(np.sqrt(rank))
+    out = rng.standard_normal((K, D), dtype=f32)   # float32 throughout: no f64 temporaries
+    out *= f32(0.001)
+    out += base
+    out += f32(0.05) * coef @ basis
+    return out
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -100,6 +112,25 @@ def step_times(D: int, batch: int, repeats: int) -> dict:
             "latent": list(z.shape[1:]), "ae_params": n_ae, "denoiser_params": n_den}
 
 
+def step_child(D: int, batch: int, repeats: int) -> None:
+    """In a fresh process: step times at (D, batch) and this process's peak RSS."""
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    r = step_times(D, batch, repeats)
+    r["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    r["rss_after_import_gb"] = rss0
+    r["load"] = "/".join(f"{v:.1f}" for v in os.getloadavg())
+    print(json.dumps(r))
+
+
+def step_in_child(D: int, batch: int, repeats: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child-step", f"{D},{batch},{repeats}"],
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        return {"D": D, "batch": batch, "error": f"exit {out.returncode}: "
+                + (out.stderr or out.stdout)[-300:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def untrained_generator(D: int, K: int = 8) -> Generator:
     """A Generator with initialized (untrained) weights: sampling cost does not depend on them."""
     cfg = default_generator_config()
@@ -127,6 +158,7 @@ def sampling_times(D: int, n: int, repeats: int) -> dict:
         keys = iter(range(1, repeats + 2))
         run = lambda kw=kw, ks=keys: gen.sample(jax.random.key(next(ks)), n, **kw)
         out[name + "_s"] = _median_time(run, repeats)
+    out["load"] = "/".join(f"{v:.1f}" for v in os.getloadavg())
     return out
 
 
@@ -180,57 +212,75 @@ def peak_memory(D: int, batch: int, steps: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine_info() -> str:
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores, jax {jax.__version__} "
-            f"({jax.default_backend()}, {jax.device_count()} devices), python "
-            f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}")
-
-
 def _ints(s: str) -> list[int]:
     return [int(v) for v in s.split(",") if v.strip()]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--step-dims", default="256,2048", help="D values for step times")
+    ap.add_argument("--step-dims", default="2048,10000,70000,100000,1000000",
+                    help="D values for step times and peak memory (one subprocess each)")
     ap.add_argument("--batch", type=int, default=200)
+    ap.add_argument("--fallback-batch", type=int, default=50,
+                    help="batch to retry a (D, --batch) configuration with when it fails")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--sample-dims", default="2048", help="D values for sampling times")
     ap.add_argument("--sample-n", type=int, default=100)
     ap.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=True,
                     help="train both stages with the default schedule at D=256, K=200")
-    ap.add_argument("--mem-dims", default="100000,1000000", help="D values for peak memory")
+    ap.add_argument("--mem-dims", default="", help="D values for peak memory of the real "
+                    "train_autoencoder/train_diffusion functions (e.g. 100000,1000000)")
     ap.add_argument("--mem-batches", default="200,50", help="batch per --mem-dims entry")
     ap.add_argument("--mem-steps", type=int, default=5)
     ap.add_argument("--child-mem", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_mem:
         memory_child(*_ints(args.child_mem))
         return
+    if args.child_step:
+        step_child(*_ints(args.child_step))
+        return
 
     print(f"Machine: {machine_info()}\n")
-    print("| measurement | D | value | details |\n|---|---|---|---|", flush=True)
+    print(f"Step times: median of {args.repeats} steps after a warm-up; peak RSS of a fresh "
+          "process doing both.\n")
+    print("| D | batch | AE step | diffusion step | AE + diffusion | peak RSS | target | "
+          "AE / denoiser params, latent | load |\n|---|---|---|---|---|---|---|---|---|",
+          flush=True)
     for D in _ints(args.step_dims):
-        r = step_times(D, args.batch, args.repeats)
-        print(f"| AE step + diffusion step (batch {r['batch']}) | {D} | "
-              f"{r['ae_step_s'] + r['diff_step_s']:.3f} s | AE {r['ae_step_s']:.3f} s "
-              f"({r['ae_params']:,} params), diffusion {r['diff_step_s']:.3f} s "
-              f"({r['denoiser_params']:,} params), latent {r['latent']} |", flush=True)
+        r = step_in_child(D, args.batch, args.repeats)
+        if "error" in r and args.fallback_batch and args.fallback_batch < args.batch:
+            print(f"| {D} | {args.batch} | failed | | | | | {r['error'][-150:]!r} | |")
+            r = step_in_child(D, args.fallback_batch, args.repeats)
+        if "error" in r:
+            print(f"| {D} | {r['batch']} | failed | | | | | {r['error'][-150:]!r} | |")
+            continue
+        total = r["ae_step_s"] + r["diff_step_s"]
+        target = ""
+        if D == 2048 and r["batch"] == 200:
+            target = f"<= 0.16 s: {'met' if total <= 0.16 else 'MISSED'}"
+        elif D == 100_000 and r["batch"] == 200:
+            target = f"<= 4 GB: {'met' if r['peak_rss_gb'] <= 4 else 'MISSED'}"
+        elif D == 1_000_000:
+            target = f"trains at batch >= 50: {'met' if r['batch'] >= 50 else 'MISSED'}"
+        print(f"| {D:,} | {r['batch']} | {r['ae_step_s']:.3f} s | {r['diff_step_s']:.3f} s | "
+              f"{total:.3f} s | {r['peak_rss_gb']:.2f} GB ({r['rss_after_import_gb']:.2f} after "
+              f"imports) | {target} | {r['ae_params']:,} / "
+              f"{r['denoiser_params']:,}, {r['latent']} | {r['load']} |", flush=True)
+    print("\n| measurement | D | value | target | details |\n|---|---|---|---|---|", flush=True)
     for D in _ints(args.sample_dims):
         r = sampling_times(D, args.sample_n, args.repeats)
-        print(f"| sample {r['n']} sets, DDPM 1000 steps | {D} | {r['ddpm_1000_s']:.2f} s | "
-              f"first call incl. compile {r['ddpm_1000_first_s']:.1f} s |")
-        print(f"| sample {r['n']} sets, DDIM 50 steps | {D} | {r['ddim_50_s']:.2f} s | "
-              f"first call incl. compile {r['ddim_50_first_s']:.1f} s |", flush=True)
+        t1, t2 = r["ddpm_1000_s"], r["ddim_50_s"]
+        print(f"| sample {r['n']} sets, DDPM 1000 steps | {D} | {t1:.2f} s | <= 4 s: "
+              f"{'met' if t1 <= 4 else 'MISSED'} | first call incl. compile "
+              f"{r['ddpm_1000_first_s']:.1f} s; load {r['load']} |")
+        print(f"| sample {r['n']} sets, DDIM 50 steps | {D} | {t2:.2f} s | <= 1 s: "
+              f"{'met' if t2 <= 1 else 'MISSED'} | first call incl. compile "
+              f"{r['ddim_50_first_s']:.1f} s; load {r['load']} |", flush=True)
     if args.e2e:
         r = end_to_end(256, 200)
-        print(f"| default schedule, both stages (K {r['K']}) | {r['D']} | {r['total_s']:.0f} s | "
+        print(f"| default schedule, both stages (K {r['K']}) | {r['D']} | {r['total_s']:.0f} s | | "
               f"AE {r['ae_steps']} steps {r['ae_s']:.0f} s, diffusion {r['diff_steps']} steps "
               f"{r['diff_s']:.0f} s (compile included); relative reconstruction error "
               f"{r['rel_recon_error']:.2e} (raw), {r['rel_recon_error_normalized']:.3f} "
@@ -239,9 +289,9 @@ def main() -> None:
     for D, b in zip(_ints(args.mem_dims), _ints(args.mem_batches), strict=False):
         r = peak_memory(D, b, args.mem_steps)
         if "error" in r:
-            print(f"| peak RSS, training (batch {b}) | {D} | failed | {r['error']!r} |")
+            print(f"| peak RSS, training (batch {b}) | {D} | failed | | {r['error']!r} |")
         else:
-            print(f"| peak RSS, training (batch {b}) | {D} | {r['peak_rss_gb']:.2f} GB | "
+            print(f"| peak RSS, training (batch {b}) | {D} | {r['peak_rss_gb']:.2f} GB | | "
                   f"AE step {r['ae_step_s']:.2f} s; {args.mem_steps} AE + "
                   f"{args.mem_steps} diffusion steps, encode, sample |", flush=True)
 
