@@ -17,7 +17,7 @@ takes ~30 minutes).
 """
 
 from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import shrink_for_smoke
+from pdiff_jax.default_config import paper_ablations, shrink_for_smoke
 
 
 def get_config(arg=None):
@@ -67,18 +67,6 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-    """The paper's ablations (Tab. 2): ``{run name: {dotted config key: value}}``.
-
-    K in {1, 10, 50, 200, 500}; the autoencoder's input and latent noise on/off;
-    its normalization layer. ``python launch/sweep.py configs/resnet18.py[:arg]``
-    turns them into runs of this config.
-    """
+    """The paper's ablations (Tab. 2) for this config: see ``paper_ablations``."""
     del arg  # the same ablations for every variant of this config
-    ae = "generator.autoencoder.model"
-    runs = {f"k{k}": {"zoo.num_models": k} for k in (1, 10, 50, 200, 500)}
-    for name, (inp, lat) in {"both": (1e-3, 0.1), "input_only": (1e-3, 0.0),
-                             "latent_only": (0.0, 0.1), "none": (0.0, 0.0)}.items():
-        runs[f"noise_{name}"] = {f"{ae}.input_noise": inp, f"{ae}.latent_noise": lat}
-    for norm in ("instance", "group", "batch", "none"):
-        runs[f"norm_{norm}"] = {f"{ae}.norm": norm}
-    return runs
+    return paper_ablations()

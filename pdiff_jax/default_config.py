@@ -107,3 +107,20 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     gen.diffusion.train.steps = 30
     gen.autoencoder.train.batch_size = 16
     gen.diffusion.train.batch_size = 16
+
+
+def paper_ablations() -> dict[str, dict]:
+    """The paper's ablations as runs: ``{run name: {dotted config key: value}}``.
+
+    K in {1, 10, 50, 200, 500}; the autoencoder's input and latent noise on or
+    off; its normalization layer. Configs return these from ``get_sweep`` and
+    ``python launch/sweep.py CONFIG`` turns them into runs.
+    """
+    ae = "generator.autoencoder.model"
+    runs = {f"k{k}": {"zoo.num_models": k} for k in (1, 10, 50, 200, 500)}
+    for name, (inp, lat) in {"both": (1e-3, 0.1), "input_only": (1e-3, 0.0),
+                             "latent_only": (0.0, 0.1), "none": (0.0, 0.0)}.items():
+        runs[f"noise_{name}"] = {f"{ae}.input_noise": inp, f"{ae}.latent_noise": lat}
+    for norm in ("instance", "group", "batch", "none"):
+        runs[f"norm_{norm}"] = {f"{ae}.norm": norm}
+    return runs

@@ -98,10 +98,7 @@ class Bottleneck(Staged):
             self.downsample_conv = _conv(self.features * 4, 1, self.strides)
             self.downsample_bn = batch_norm()
 
-    def shortcut(self, x, train: bool):
-        if not self.downsample:
-            return x
-        return self.downsample_bn(self.downsample_conv(x), use_running_average=not train)
+    shortcut = BasicBlock.shortcut
 
     def stages(self, train: bool) -> list[Stage]:
         ura = not train
