@@ -8,7 +8,7 @@ variable, BatchNorm running statistics included, is generated.
 """
 
 from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import shrink_for_smoke
+from pdiff_jax.default_config import shrink_for_smoke, use_entire_network_generator
 
 
 def get_config(arg=None):
@@ -30,18 +30,7 @@ def get_config(arg=None):
     zoo.lr = 0.05
     zoo.schedule = "cosine"
     zoo.models_per_step = 1   # vmap over convnets measured 3-5x slower than a loop on CPU
-    config.generator.normalization.mode = "tensor"
-    # Entire-network zoo: K independent networks, each to be reproduced -> the FC autoencoder
-    # (per-coordinate output layer). One hidden layer of 256 (>= K, so the decoder can map
-    # K latents to K arbitrary vectors). A latent of 4 x 4 = 16 numbers, which the diffusion
-    # model can fit (at 64 its samples fell between zoo members, ~15 % accuracy); latent noise
-    # 0.2 keeps the decoder good around each member. A high AE learning rate makes the
-    # memorization ~3x faster (lr 1e-3 stayed at loss ~0.74 after 200 steps).
-    ae = config.generator.autoencoder
-    ae.model.update(kind="fc", hidden=(256,), latent_len=4, latent_channels=4,
-                    latent_noise=0.2)
-    ae.train.update(steps=1000, learning_rate=1e-2)
-    config.generator.diffusion.train.update(steps=6000, learning_rate=3e-3)
+    use_entire_network_generator(config)
     config.evaluate.vectorize = "map"
     if "smoke" in args:
         shrink_for_smoke(config)
