@@ -16,6 +16,7 @@ from absl import logging
 
 from pdiff_jax import artifacts, baselines, novelty, plots, report
 from pdiff_jax.report import Group
+from pdiff_jax.subset import merge, unflatten_subset
 
 
 def _measure(evaluator, vectors) -> Group:
@@ -39,9 +40,7 @@ def _finetuned_neighbours(run, generated: Group, originals: Group, key) -> tuple
     inputs, labels = ev.inputs["train"]
     tuned = []
     for i, src in enumerate(nearest):
-        base = dict(zoo.base)
-        from pdiff_jax.subset import merge, unflatten_subset
-        base = jax.device_get(merge(base, unflatten_subset(zoo.vectors[src], zoo.spec)))
+        base = jax.device_get(merge(zoo.base, unflatten_subset(zoo.vectors[src], zoo.spec)))
         snap = train_subset_snapshots(
             run.model_def, base, zoo.spec, zoo.split_point, inputs, labels, num_snapshots=1,
             save_every=cfg.finetune_steps, optimizer=run.config.zoo.subset_optimizer,
