@@ -5,6 +5,7 @@ cache is on for the whole session (a second run of the suite is much faster).
 """
 
 import os
+import socket
 from pathlib import Path
 
 import jax
@@ -31,3 +32,28 @@ def small_mnist(tfds_dir):
     from pdiff_jax.data import load_dataset
 
     return load_dataset("mnist", data_dir=str(tfds_dir), max_train=3000, max_test=1000)
+
+
+def _refuse_network(monkeypatch) -> list:
+    """Make every socket connection fail; returns the list of attempted addresses."""
+    attempts = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+@pytest.fixture(scope="session")
+def refuse_network():
+    """``refuse_network(monkeypatch) -> attempts``, for fixtures of any scope."""
+    return _refuse_network
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """The network is refused for this test; the fixture value lists attempted addresses."""
+    return _refuse_network(monkeypatch)

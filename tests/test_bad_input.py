@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -103,21 +102,13 @@ def test_nonpositive_number_of_samples_fails_before_anything_runs(n, tfds_dir, t
 # ----------------------------------------------------------------------------- data
 
 
-def test_missing_data_set_offline_names_the_command(tfds_dir, tmp_path, monkeypatch):
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+def test_missing_data_set_offline_names_the_command(tfds_dir, tmp_path, no_network):
     empty = tmp_path / "tfds"
     empty.mkdir()
     with pytest.raises(DataMissingError) as info:
         run_pipeline(_config(empty, data__name="cifar10"), tmp_path / "wd")
     assert f"tfds build cifar10 --data_dir {empty}" in str(info.value)
-    assert attempts == []
+    assert no_network == []
 
 
 @pytest.mark.parametrize("arrays, match", [

@@ -3,7 +3,6 @@
 import functools
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -50,24 +49,11 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-def _refuse_network(monkeypatch) -> list:
-    """Make every socket connection fail; returns the list of attempted addresses."""
-    attempts = []
-
-    def refuse(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
-
-
 @pytest.fixture(scope="session")
-def mnist_full(data_dir):
+def mnist_full(data_dir, refuse_network):
     """Full bundled MNIST, built (first use) with the network refused."""
     with pytest.MonkeyPatch.context() as mp:
-        attempts = _refuse_network(mp)
+        attempts = refuse_network(mp)
         ds = load_dataset("bundled_mnist", data_dir=data_dir)
     assert attempts == []
     return ds
@@ -287,11 +273,6 @@ def test_variable_size_images_are_resized_as_read(tmp_path, monkeypatch):
 
 
 # --- offline failure and import cost --------------------------------------------------
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    return _refuse_network(monkeypatch)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "imagenet2012", "food101"])
