@@ -121,6 +121,15 @@ class ResBlock(nn.Module):
         return h + y
 
 
+def reconstruct(ae, x, train: bool):
+    """Encode, add latent noise when training, decode: (recon f32[B, D], latent f32[B, L, C])."""
+    z = ae.encode(x, train)
+    z_in = z
+    if train and ae.latent_noise > 0:
+        z_in = z + ae.latent_noise * jax.random.normal(ae.make_rng("noise"), z.shape)
+    return ae.decode(z_in, train), z
+
+
 class ParamAutoencoder(nn.Module):
     D: int
     fold: int = 32
@@ -187,11 +196,7 @@ class ParamAutoencoder(nn.Module):
 
     def __call__(self, x, train: bool = False):
         """Returns (reconstruction f32[B, D], latent f32[B, L, C]); noise only when training."""
-        z = self.encode(x, train)
-        z_in = z
-        if train and self.latent_noise > 0:
-            z_in = z + self.latent_noise * jax.random.normal(self.make_rng("noise"), z.shape)
-        return self.decode(z_in, train), z
+        return reconstruct(self, x, train)
 
 
 # -- fully-connected variant (the paper's "FC vs 1D CNN" ablation) ------------------------
@@ -274,11 +279,7 @@ class FCAutoencoder(nn.Module):
         return self.head(h)
 
     def __call__(self, x, train: bool = False):
-        z = self.encode(x, train)
-        z_in = z
-        if train and self.latent_noise > 0:
-            z_in = z + self.latent_noise * jax.random.normal(self.make_rng("noise"), z.shape)
-        return self.decode(z_in, train), z
+        return reconstruct(self, x, train)
 
 
 AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder}
