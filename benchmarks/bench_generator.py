@@ -35,6 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info
+from pdiff_jax.generator.generator import (
+    Generator,
+    build_autoencoder,
+    build_denoiser,
+)
 
 from pdiff_jax.generator import (
     default_generator_config,
@@ -43,11 +48,6 @@ from pdiff_jax.generator import (
     train_diffusion,
 )
 from pdiff_jax.generator import diffusion as dp
-from pdiff_jax.generator.generator import (
-    Generator,
-    build_autoencoder,
-    build_denoiser,
-)
 from pdiff_jax.generator.train import (
     ae_train_step,
     diffusion_train_step,

@@ -1,10 +1,12 @@
-"""The notebook API: load a trained generator, sample ready-to-use parameters, evaluate them.
+"""The notebook API: open a finished run, sample ready-to-use parameters, measure them.
 
     import jax, pdiff_jax
-    out = pdiff_jax.sample(jax.random.key(0), n=100, workdir="runs/default")
-    out.vectors              # f32[100, D]: the generated subsets
-    out.variables            # full variables, stacked on a leading axis of 100
-    logits = jax.vmap(lambda v: model.apply(v, x))(out.variables)
+    run = pdiff_jax.load("runs/default")
+    out = run.sample(jax.random.key(0), n=100)
+    out.vectors                      # f32[100, D]: the generated subsets
+    out.variables                    # full variables, stacked on a leading axis of 100
+    run.accuracy(out.vectors)        # f32[100] test accuracy in percent, in seconds
+    x, y = run.dataset.x_test, run.dataset.y_test
 
 Nothing here reads absl flags, so it works in a notebook as it is.
 """
@@ -12,6 +14,7 @@ Nothing here reads absl flags, so it works in a notebook as it is.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import CheckpointError, read_json
 
 TRAIN_HINT = ("train one with `python -m pdiff_jax.main --workdir {workdir}` (optionally "
-              "--config configs/NAME.py), or pdiff_jax.pipeline.run_pipeline(config, workdir)")
+              "--config configs/NAME.py), or pdiff_jax.run_pipeline(config, workdir)")
 
 
 @dataclasses.dataclass
@@ -32,18 +35,40 @@ class Samples:
     variables: Any        # full variables, every leaf stacked on a leading axis of n
 
 
-@dataclasses.dataclass
-class Generator:
-    """A trained generator together with the zoo it learned from.
+class TrainedRun:
+    """A finished p-diff run: its zoo, its trained generator and the architecture.
 
     ``encode``/``decode`` map subset vectors ``f32[n, D]`` to latents and back;
-    ``sample`` draws new parameter sets; ``model_def`` is the architecture.
+    ``sample`` draws new parameter sets; ``accuracy`` measures any parameter sets
+    with the run's own evaluator (frozen head computed once, many sets per call).
     """
 
-    workdir: Path
-    generator: Any     # pdiff_jax.generator.Generator
-    zoo: Any           # pdiff_jax.zoo.Zoo
-    model_def: Any
+    def __init__(self, workdir: str | os.PathLike):
+        from pdiff_jax.generator import load_generator
+        from pdiff_jax.models import get_model
+        from pdiff_jax.pipeline import open_run
+        from pdiff_jax.zoo import load_zoo
+
+        self.workdir = Path(workdir)
+        hint = TRAIN_HINT.format(workdir=self.workdir)
+        if not artifacts.exists(artifacts.artifact_dir(self.workdir, artifacts.ZOO)):
+            raise CheckpointError(f"no trained p-diff run in {self.workdir}: {hint}")
+        try:
+            self.generator = load_generator(self.workdir)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}\nNo trained generator in {self.workdir}: {hint}") from e
+        self.zoo = load_zoo(artifacts.artifact_dir(self.workdir, artifacts.ZOO))
+        self.generator.check_compatible(self.zoo.spec.size, vectors=self.zoo.vectors)
+        meta = self.zoo.meta
+        self.model_def = get_model(meta["model"], num_classes=int(meta["num_classes"]),
+                                   input_shape=tuple(meta["input_shape"]),
+                                   **meta.get("model_kwargs", {}))
+        self._inputs = open_run(self.workdir)
+
+    @property
+    def dataset(self):
+        """The run's data set (``x_train``, ``y_train``, ``x_test``, ``y_test``, ...)."""
+        return self._inputs.dataset
 
     def encode(self, vectors):
         return self.generator.encode(vectors)
@@ -51,45 +76,35 @@ class Generator:
     def decode(self, latents):
         return self.generator.decode(latents)
 
-    def sample(self, key, n: int = 100, *, sampler: str = "ddpm", steps: int | None = None
-               ) -> Samples:
-        """``n`` new parameter sets: subset vectors and full variables (a pure function of key)."""
+    def sample(self, key, n: int = 100, *, sampler: str | None = None,
+               steps: int | None = None) -> Samples:
+        """``n`` new parameter sets: subset vectors and full variables (a pure function of
+        key). The sampler settings are the run's own unless ``sampler``/``steps`` say."""
         from pdiff_jax.subset import merge, unflatten_subset
 
-        if not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"n must be a positive number of parameter sets, got {n!r}")
-        vectors = np.asarray(self.generator.sample(key, int(n), sampler=sampler, steps=steps))
-        spec = self.zoo.spec
-        stacked = jax.vmap(lambda v: merge(self.zoo.base, unflatten_subset(v, spec)))(vectors)
+        settings = self._inputs.sampler_settings(sampler=sampler, steps=steps)
+        vectors = np.asarray(self.generator.sample(key, n, settings))
+        spec, base = self.zoo.spec, self.zoo.base
+        stacked = jax.vmap(lambda v: merge(base, unflatten_subset(v, spec)))(vectors)
         return Samples(vectors, jax.device_get(stacked))
 
+    @functools.cached_property
+    def _evaluator(self):
+        return self._inputs.evaluator(self.zoo.base, self.zoo.spec, self.zoo.split_point)
 
-def load(workdir: str | os.PathLike) -> Generator:
-    """The trained generator in ``workdir`` (from ``python -m pdiff_jax.main``)."""
-    import ml_collections
+    def accuracy(self, vectors, split: str = "test") -> np.ndarray:
+        """Accuracy in percent ``f32[n]`` of parameter sets ``f32[n, D]`` on ``split``
+        ('test', or 'train': the examples the run selects its best model on)."""
+        return self._evaluator.evaluate(np.asarray(vectors, np.float32), split)[0]
 
-    from pdiff_jax.generator import load_generator
-    from pdiff_jax.models import get_model
-    from pdiff_jax.zoo import load_zoo
 
-    workdir = Path(workdir)
-    hint = TRAIN_HINT.format(workdir=workdir)
-    if not (workdir / "config.json").exists() or not artifacts.exists(workdir / "zoo"):
-        raise CheckpointError(f"no trained p-diff run in {workdir}: {hint}")
-    try:
-        generator = load_generator(workdir / "generator")
-    except CheckpointError as e:
-        raise CheckpointError(f"{e}\nNo trained generator in {workdir}: {hint}") from e
-    config = ml_collections.ConfigDict(read_json(workdir / "config.json"))
-    zoo = load_zoo(workdir / "zoo")
-    generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
-    model_def = get_model(config.model.name, num_classes=int(zoo.meta["num_classes"]),
-                          input_shape=tuple(zoo.meta["input_shape"]), **dict(config.model.kwargs))
-    return Generator(workdir, generator, zoo, model_def)
+def load(workdir: str | os.PathLike = "runs/default") -> TrainedRun:
+    """The finished run in ``workdir`` (from ``python -m pdiff_jax.main``)."""
+    return TrainedRun(workdir)
 
 
 def sample(key, n: int = 100, *, workdir: str | os.PathLike = "runs/default",
-           sampler: str = "ddpm", steps: int | None = None) -> Samples:
+           sampler: str | None = None, steps: int | None = None) -> Samples:
     """``n`` generated parameter sets from the run in ``workdir`` (see :class:`Samples`)."""
     return load(workdir).sample(key, n, sampler=sampler, steps=steps)
 
@@ -97,15 +112,11 @@ def sample(key, n: int = 100, *, workdir: str | os.PathLike = "runs/default",
 def evaluate(workdir: str | os.PathLike = "runs/default") -> dict:
     """Run (or reuse) the sample, evaluation and report stages of ``workdir``.
 
-    Returns the contents of ``results.json``.
+    Returns the contents of ``results.json``, with every stage's time.
     """
-    import ml_collections
-
-    from pdiff_jax.pipeline import run_pipeline
+    from pdiff_jax.pipeline import open_run, run_pipeline
 
     workdir = Path(workdir)
-    if not (workdir / "config.json").exists():
-        raise CheckpointError(f"no p-diff run in {workdir}: {TRAIN_HINT.format(workdir=workdir)}")
-    config = ml_collections.ConfigDict(read_json(workdir / "config.json"))
+    config = open_run(workdir).config
     run_pipeline(config, workdir, stages=["sample", "evaluate", "report"])
-    return read_json(workdir / "results.json")
+    return read_json(workdir / artifacts.RESULTS_JSON)

@@ -1,9 +1,23 @@
-"""Finished stage artifacts: arrays (Orbax) plus JSON metadata, written atomically.
+"""The workdir layout, and finished stage artifacts written atomically.
 
-An artifact is a directory ``<name>/`` holding ``arrays/`` (an Orbax pytree)
-and ``meta.json``. It is assembled under a temporary name and renamed into
-place only when complete, so a killed run leaves either the whole artifact or
-none; ``exists`` is therefore the test for "this stage is done".
+A run's workdir holds, for every stage, one artifact directory:
+
+    config.json        the exact config of the run
+    metrics.jsonl      one JSON object per logged training step
+    zoo/               collect      the parameter zoo (base variables, vectors f32[K, D])
+    autoencoder/       autoencoder  AE params, normalizer, zoo latents
+    diffusion/         diffusion    denoiser EMA params, latent scale
+    samples/           sample       generated vectors and latents
+    evaluation/        evaluate     per-model accuracies and wrong masks, results
+    report.md, results.json, *.png  report (rendered from the artifacts above)
+    checkpoints/<stage>/            resumable training state of a stage in progress
+
+An artifact directory holds ``arrays/`` (an Orbax pytree) and ``meta.json``.
+It is assembled under a temporary name and renamed into place only when
+complete, so a killed run leaves either the whole artifact or none; ``exists``
+is therefore the test for "this stage is done". A stage's ``meta.json`` also
+records how long the stage took (``seconds``), so the report can show every
+stage's time whichever command finished the run.
 """
 
 from __future__ import annotations
@@ -15,6 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from pdiff_jax.checkpoint import CheckpointError, restore_pytree, save_pytree, write_json
+
+ZOO, AUTOENCODER, DIFFUSION, SAMPLES, EVALUATION = (
+    "zoo", "autoencoder", "diffusion", "samples", "evaluation")
+RESULTS_JSON, REPORT_MD, CONFIG_JSON = "results.json", "report.md", "config.json"
+
+
+def artifact_dir(workdir: str | os.PathLike, name: str) -> Path:
+    """The directory of artifact ``name`` (one of the constants above) in ``workdir``."""
+    return Path(workdir) / name
+
+
+def checkpoint_dir(workdir: str | os.PathLike, stage: str, part: str = "") -> Path:
+    """Where a stage keeps its resumable training state (``part``: one of its loops)."""
+    d = Path(workdir) / "checkpoints" / stage
+    return d / part if part else d
 
 
 def exists(path: str | os.PathLike) -> bool:

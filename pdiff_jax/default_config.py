@@ -8,9 +8,10 @@ configs in ``configs/`` start from it and change what differs.
 Every section is the keyword arguments of one function:
   data      -> pdiff_jax.data.load_dataset
   model     -> pdiff_jax.models.get_model (name + kwargs)
-  zoo       -> pdiff_jax.zoo (base training, subset snapshots, seed zoos)
+  zoo       -> pdiff_jax.collect.collect_vectors (base training, subset snapshots, seeds)
   generator -> pdiff_jax.generator (normalization, autoencoder, diffusion, sampling)
-  evaluate  -> pdiff_jax.pipeline evaluation stage
+  evaluate  -> the sample, evaluate and report stages (pdiff_jax.pipeline.STAGES says
+               which fields each reads)
 Shapes derived from the data (input shape, classes, D) are computed, never stored here.
 """
 
@@ -51,8 +52,6 @@ def zoo_defaults() -> ml_collections.ConfigDict:
 def evaluate_defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         num_generated=100,
-        sampler="ddpm",          # ddpm | ddim
-        sample_steps=0,          # 0 = the sampler's default (T for ddpm)
         train_examples=10000,    # training examples used to pick the best model (0 = all)
         batch_size=1000,
         models_per_call=100,     # parameter sets evaluated per compiled call
@@ -99,8 +98,8 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     config.evaluate.train_examples = 1000
     config.evaluate.finetune_pairs = 2
     config.evaluate.finetune_steps = 5
-    config.evaluate.sampler = "ddim"
-    config.evaluate.sample_steps = 10
+    config.generator.sampling.sampler = "ddim"
+    config.generator.sampling.steps = 10
     config.evaluate.trajectories = 2
     gen = config.generator
     gen.autoencoder.train.steps = 30

@@ -31,7 +31,7 @@ except (AttributeError, KeyError) as _e:  # without --config, overrides are appl
     raise SystemExit(_message) from None
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Directory for artifacts, logs, report.")
 _STAGES = flags.DEFINE_list(
-    "stages", [], f"Stages to run, in order (default: all): {','.join(pipeline.STAGES)}.")
+    "stages", [], f"Stages to run, in order (default: all): {','.join(pipeline.STAGE_NAMES)}.")
 
 
 def _quiet_orbax(record) -> bool:

@@ -1,18 +1,29 @@
-"""The whole p-diff run: collect -> autoencoder -> diffusion -> sample -> evaluate -> report.
+"""The whole p-diff run as one table of stages: collect -> autoencoder -> diffusion ->
+sample -> evaluate -> report.
 
-Each stage reads the artifacts of the stages before it from the workdir and
-writes its own; a stage whose finished artifact exists is skipped, so an
-interrupted run picks up where it stopped and ``stages=[...]`` reruns a part.
+This is the only module (with ``main`` and the config files) that reads the
+ConfigDict. Every stage is one row of ``STAGES``:
+
+- its **artifact** (``artifacts.py`` names it): the stage is done, and skipped,
+  when the artifact exists; the report has none and is rendered every time;
+- its **config sections**: what it reads, so a changed config is checked
+  against exactly the finished artifacts it would invalidate;
+- its **key**: ``stage_key(seed, name)``, so adding a stage changes no other key;
+- its **adapter** below: loads the artifacts it needs, calls a library function
+  with plain keyword arguments from its config sections, and returns
+  ``(arrays, meta)`` that the driver stores atomically, with the stage's time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import json
 import os
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -20,11 +31,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import read_json, write_json
+from pdiff_jax import artifacts, workdir_config
+from pdiff_jax.checkpoint import write_json
 from pdiff_jax.metrics_log import MetricsLog
-
-STAGES = ("collect", "autoencoder", "diffusion", "sample", "evaluate", "report")
 
 
 def stage_key(seed: int, name: str) -> jax.Array:
@@ -32,32 +41,31 @@ def stage_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
 
 
-class Run:
-    """What the stages of one run share, loaded lazily from the workdir."""
+class Inputs:
+    """The data set, architecture and evaluator of one run, built on first use and
+    shared by the stages of one invocation (loading MNIST or compiling an evaluator
+    once, not per stage). Only the adapters below see it."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
         from pdiff_jax import sharding
 
         self.config = config
         self.workdir = workdir
-        self.is_writer = jax.process_index() == 0
-        self.log = MetricsLog(workdir, enabled=self.is_writer)
         self.mesh = sharding.make_mesh()
-        self.timings: dict[str, float] = {}
-        self._evaluator = None
+        self._evaluators: dict[str, object] = {}
 
     @functools.cached_property
     def dataset(self):
         from pdiff_jax.data import load_dataset
         from pdiff_jax.distributed import barrier
 
-        d = self.config.data
+        d, seed = self.config.data, self.config.seed
         load = functools.partial(
             load_dataset, d.name, data_dir=d.data_dir or None, image_size=d.image_size or None,
             channels=d.channels or None, val_examples=d.val_examples,
-            max_train=d.max_train or None, max_test=d.max_test or None, seed=self.config.seed)
+            max_train=d.max_train or None, max_test=d.max_test or None, seed=seed)
         # Process 0 prepares the TFDS files first; the others read them once they exist.
-        dataset = load() if self.is_writer else None
+        dataset = load() if jax.process_index() == 0 else None
         barrier("dataset-prepared")
         return dataset if dataset is not None else load()
 
@@ -65,185 +73,222 @@ class Run:
     def model_def(self):
         from pdiff_jax.models import get_model
 
-        ds = self.dataset
-        return get_model(self.config.model.name, num_classes=ds.num_classes,
-                         input_shape=tuple(ds.x_train.shape[1:]),
+        return get_model(self.config.model.name, num_classes=self.dataset.num_classes,
+                         input_shape=tuple(self.dataset.x_train.shape[1:]),
                          **dict(self.config.model.kwargs))
 
-    @functools.cached_property
+    def sampler_settings(self, **overrides):
+        """The run's ``generator.sampling`` settings, with any non-None ``overrides``."""
+        from pdiff_jax.generator import SamplerSettings
+
+        kw = self.config.generator.sampling.to_dict()
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return SamplerSettings(**kw)
+
     def zoo(self):
         from pdiff_jax.zoo import load_zoo
 
-        return load_zoo(self.workdir / "zoo")
+        return load_zoo(artifacts.artifact_dir(self.workdir, artifacts.ZOO))
 
-    @property
-    def evaluator(self):
-        if self._evaluator is None:
-            from pdiff_jax.zoo import zoo_evaluator
+    def evaluator(self, base, spec, split_point):
+        from pdiff_jax.evaluation.evaluator import make_evaluator
 
-            z = self.zoo
-            self._evaluator = zoo_evaluator(self.model_def, z.base, z.spec, z.split_point,
-                                            self.dataset, self.mesh, self.config.evaluate)
-        return self._evaluator
-
-    @property
-    def generator_dir(self) -> Path:
-        return self.workdir / "generator"
+        key = f"{spec.names}{split_point}"
+        if key not in self._evaluators:
+            e = self.config.evaluate
+            self._evaluators[key] = make_evaluator(
+                self.model_def, base, spec, split_point, self.dataset, mesh=self.mesh,
+                train_examples=e.train_examples, batch_size=e.batch_size,
+                models_per_call=e.models_per_call, vectorize=e.vectorize)
+        return self._evaluators[key]
 
 
-# ----------------------------------------------------------------------------- stages
+# ----------------------------------------------------------------------------- adapters
 
 
-def collect(run: Run) -> None:
-    from pdiff_jax.zoo import collect_zoo, save_zoo
+def _collect(inp: Inputs, key, log):
+    from pdiff_jax.collect import collect_vectors
+    from pdiff_jax.zoo import Zoo, dataset_identity
 
-    if artifacts.exists(run.workdir / "zoo"):
-        logging.info("collect: zoo exists, skipping")
-        return
-    zoo, run._evaluator = collect_zoo(
-        run.config.zoo, dataset=run.dataset, model_def=run.model_def, workdir=run.workdir,
-        seed=run.config.seed, mesh=run.mesh, metrics_fn=run.log.for_stage("collect"),
-        eval_config=run.config.evaluate)
-    save_zoo(run.workdir / "zoo", zoo)
-    run.__dict__["zoo"] = zoo
+    cfg = inp.config
+    base, vectors, spec, split = collect_vectors(
+        inp.dataset, inp.model_def, seed=cfg.seed, mesh=inp.mesh, metrics_fn=log,
+        checkpoints=artifacts.checkpoint_dir(inp.workdir, "collect"), **cfg.zoo.to_dict())
+    evaluator = inp.evaluator(base, spec, split)
+    train_acc, _ = evaluator.evaluate(vectors, "train")
+    test_acc, _ = evaluator.evaluate(vectors, "test")
+    logging.info("zoo: K=%d D=%d, test accuracy %.2f..%.2f%% (median %.2f%%)", len(vectors),
+                 spec.size, test_acc.min(), test_acc.max(), np.median(test_acc))
+    md = inp.model_def
+    zoo = Zoo(base, vectors, spec, split, train_acc, test_acc, dict(
+        mode=cfg.zoo.mode, model=md.name, model_kwargs=cfg.model.kwargs.to_dict(),
+        dataset=dataset_identity(inp.dataset), input_shape=list(md.input_shape),
+        num_classes=md.num_classes, config=cfg.zoo.to_dict()))
+    return zoo
 
 
-def autoencoder(run: Run) -> None:
+def _autoencoder(inp: Inputs, key, log):
     from pdiff_jax.generator import train_autoencoder
 
-    zoo = run.zoo
-    train_autoencoder(zoo.vectors, config=run.config.generator, workdir=run.generator_dir,
-                      key=stage_key(run.config.seed, "autoencoder"), mesh=run.mesh,
-                      metrics_fn=run.log.for_stage("autoencoder"),
-                      segments=[int(np.prod(s)) for s in zoo.spec.shapes])
+    zoo, gen = inp.zoo(), inp.config.generator
+    return train_autoencoder(
+        zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
+        model=gen.autoencoder.model, train=gen.autoencoder.train, mesh=inp.mesh,
+        checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "autoencoder"), metrics_fn=log)
 
 
-def diffusion(run: Run) -> None:
+def _diffusion(inp: Inputs, key, log):
     from pdiff_jax.generator import train_diffusion
 
-    train_diffusion(config=run.config.generator, workdir=run.generator_dir,
-                    key=stage_key(run.config.seed, "diffusion"), mesh=run.mesh,
-                    metrics_fn=run.log.for_stage("diffusion"))
+    ae_arrays, ae_meta = artifacts.load_artifact(
+        artifacts.artifact_dir(inp.workdir, artifacts.AUTOENCODER), what="autoencoder")
+    gen = inp.config.generator
+    return train_diffusion(
+        ae_arrays["latents"], key=key, process=gen.diffusion.process,
+        model=gen.diffusion.model, train=gen.diffusion.train,
+        ae_fingerprint=ae_meta["fingerprint"], mesh=inp.mesh,
+        checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "diffusion"), metrics_fn=log)
 
 
-def sample(run: Run) -> None:
+def _sample(inp: Inputs, key, log):
     from pdiff_jax.generator import load_generator
+    from pdiff_jax.generator.trained import sample_and_decode
 
-    path = run.workdir / "samples"
-    if artifacts.exists(path):
-        logging.info("sample: samples exist, skipping")
-        return
-    cfg = run.config.evaluate
-    generator = load_generator(run.generator_dir)
-    generator.check_compatible(run.zoo.spec.size, vectors=run.zoo.vectors)
-    key = stage_key(run.config.seed, "sample")
-    kw = dict(sampler=cfg.sampler, steps=cfg.sample_steps or None)
-    latents = np.asarray(generator.sample_latents(key, cfg.num_generated, **kw))
-    vectors = np.asarray(generator.decode(latents), np.float32)
-    if not np.all(np.isfinite(vectors)):
-        raise FloatingPointError("generated parameters contain NaN/inf: the generator diverged; "
-                                 "retrain it with a lower learning rate")
-    arrays = {"vectors": vectors, "latents": latents}
-    if cfg.trajectories > 0:
-        _, path_latents = generator.sample_latents(jax.random.fold_in(key, 1), cfg.trajectories,
-                                                   return_trajectory=True, **kw)
-        arrays["trajectory"] = decode_trajectory(generator, np.asarray(path_latents))
-    artifacts.save_artifact(path, arrays, {"sampler": cfg.sampler, "steps": cfg.sample_steps,
-                                           "n": int(cfg.num_generated)})
+    generator, zoo = load_generator(inp.workdir), inp.zoo()
+    generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
+    return sample_and_decode(generator, key, inp.sampler_settings(),
+                             n=inp.config.evaluate.num_generated,
+                             trajectories=inp.config.evaluate.trajectories)
 
 
-def decode_trajectory(generator, latents: np.ndarray, points: int = 41) -> np.ndarray:
-    """Latent path ``f32[S + 1, n, ...]`` -> parameter path ``f32[n, points, D]`` (subsampled)."""
-    steps = np.unique(np.linspace(0, len(latents) - 1, points).round().astype(int))
-    picked = latents[steps]                                   # [T, n, ...]
-    flat = picked.reshape(-1, *picked.shape[2:])
-    decoded = np.asarray(generator.decode(flat), np.float32)  # [T * n, D]
-    return decoded.reshape(len(steps), picked.shape[1], -1).transpose(1, 0, 2)
+def _evaluate(inp: Inputs, key, log):
+    from pdiff_jax.evaluation.finetune import finetuned_neighbours
+    from pdiff_jax.evaluation.groups import evaluate_groups
+
+    e, z = inp.config.evaluate, inp.config.zoo
+    zoo = inp.zoo()
+    evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    samples, _ = artifacts.load_artifact(artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES),
+                                         what="samples")
+    finetune = None
+    if e.finetune_pairs > 0:
+        finetune = functools.partial(
+            finetuned_neighbours, evaluator=evaluator, zoo=zoo, model_def=inp.model_def,
+            pairs=e.finetune_pairs, steps=e.finetune_steps, optimizer=z.subset_optimizer,
+            lr=z.subset_lr, batch_size=z.subset_batch_size, momentum=z.momentum, mesh=inp.mesh)
+    return evaluate_groups(evaluator, zoo, samples["vectors"], key=key,
+                           num_baseline=e.num_baseline, noise_amplitudes=e.noise_amplitudes,
+                           average_k=e.average_k, finetune=finetune)
 
 
-def evaluate(run: Run) -> None:
-    from pdiff_jax.analysis import evaluate_groups
+def _report(inp: Inputs, key, log):
+    from pdiff_jax.evaluation.render import render_report
 
-    path = run.workdir / "evaluation"
-    if artifacts.exists(path):
-        logging.info("evaluate: evaluation exists, skipping")
-        return
-    samples, _ = artifacts.load_artifact(run.workdir / "samples", what="samples",
-                                         hint="run the 'sample' stage first")
-    arrays, results = evaluate_groups(run, samples["vectors"],
-                                      key=stage_key(run.config.seed, "evaluate"))
-    artifacts.save_artifact(path, arrays, results)
+    render_report(inp.workdir, config=inp.config.to_dict(), key=key,
+                  tsne=inp.config.evaluate.tsne, write=jax.process_index() == 0)
 
 
-def report(run: Run) -> None:
-    from pdiff_jax.analysis import write_outputs
-
-    write_outputs(run)
-
-
-STAGE_FNS = {"collect": collect, "autoencoder": autoencoder, "diffusion": diffusion,
-             "sample": sample, "evaluate": evaluate, "report": report}
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    artifact: str | None               # None: rendered every time, never skipped
+    sections: tuple[str, ...]          # config sections it reads (beyond earlier stages)
+    adapter: Callable
 
 
-def _check_workdir(workdir: Path, config: ml_collections.ConfigDict) -> None:
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"cannot create workdir {workdir}: {e}; pass a writable --workdir") from e
-    if not os.access(workdir, os.W_OK):
-        raise PermissionError(f"workdir {workdir} is not writable; pass a writable --workdir")
-    saved = workdir / "config.json"
-    current = config.to_json_best_effort(sort_keys=True)
-    if saved.exists():
-        previous = read_json(saved)
-        # A run that stopped before producing anything (bad input) holds nothing to protect:
-        # the corrected command takes the workdir over.
-        holds_work = any(p.name not in ("config.json", "metrics.jsonl")
-                         and not p.name.startswith(".") for p in workdir.iterdir())
-        if previous != json.loads(current) and holds_work:
-            raise ValueError(
-                f"{workdir} holds a run made with a different config (see {saved}). Its "
-                "artifacts would not match this config: use a new --workdir, or delete that "
-                "directory to start over.")
+STAGES = (
+    Stage("collect", artifacts.ZOO, ("seed", "data", "model", "zoo", "evaluate.train_examples"),
+          _collect),
+    Stage("autoencoder", artifacts.AUTOENCODER,
+          ("generator.normalization", "generator.autoencoder"), _autoencoder),
+    Stage("diffusion", artifacts.DIFFUSION, ("generator.diffusion",), _diffusion),
+    Stage("sample", artifacts.SAMPLES,
+          ("generator.sampling", "evaluate.num_generated", "evaluate.trajectories"), _sample),
+    Stage("evaluate", artifacts.EVALUATION,
+          tuple(f"evaluate.{k}" for k in ("batch_size", "models_per_call", "vectorize",
+                                          "num_baseline", "noise_amplitudes", "average_k",
+                                          "finetune_pairs", "finetune_steps")), _evaluate),
+    Stage("report", None, ("evaluate.tsne",), _report),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def _save(stage: Stage, workdir: Path, out, seconds: float) -> None:
+    from pdiff_jax.zoo import Zoo, save_zoo
+
+    path = artifacts.artifact_dir(workdir, stage.artifact)
+    if isinstance(out, Zoo):
+        save_zoo(path, out, seconds=seconds)
+    else:
+        arrays, meta = out
+        artifacts.save_artifact(path, arrays, dict(meta, seconds=seconds))
+
+
+def _run_stage(stage: Stage, inp: Inputs, log: MetricsLog) -> None:
+    start = time.perf_counter()
+    logging.info("stage %s", stage.name)
+    out = stage.adapter(inp, stage_key(inp.config.seed, stage.name), log.for_stage(stage.name))
+    seconds = round(time.perf_counter() - start, 2)
+    if stage.artifact is not None:
+        _save(stage, inp.workdir, out, seconds)
+    log.write("timing", 0, {f"{stage.name}_s": seconds})
+    logging.info("stage %s done in %.1f s", stage.name, seconds)
+
+
+def open_run(workdir: str | os.PathLike) -> Inputs:
+    """The inputs of the finished or unfinished run in ``workdir``, from its config.json."""
+    from pdiff_jax.checkpoint import CheckpointError, read_json
+
+    saved = Path(workdir) / artifacts.CONFIG_JSON
+    if not saved.exists():
+        raise CheckpointError(f"no p-diff run in {workdir} (no {saved.name}): run "
+                              f"`python -m pdiff_jax.main --workdir {workdir}` first")
+    return Inputs(ml_collections.ConfigDict(read_json(saved)), Path(workdir))
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                 stages=None) -> Run:
-    """Run ``stages`` (default: all, in order) of p-diff for ``config`` in ``workdir``."""
-    stages = list(stages or STAGES)
-    unknown = [s for s in stages if s not in STAGES]
+                 stages=None) -> Path:
+    """Run ``stages`` (default: all, in order) of p-diff for ``config`` in ``workdir``.
+
+    A stage whose artifact exists is skipped. Returns the workdir.
+    """
+    requested = list(stages or STAGE_NAMES)
+    unknown = [s for s in requested if s not in STAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
+        raise ValueError(f"unknown stages {unknown}; choose from {','.join(STAGE_NAMES)}")
     n = config.evaluate.num_generated
     if not isinstance(n, int) or n <= 0:  # checked now, not after hours of training
         raise ValueError(f"evaluate.num_generated must be a positive number of parameter sets "
                          f"to sample, got {n!r}; e.g. --config.evaluate.num_generated=100")
     workdir = Path(workdir)
-    _check_workdir(workdir, config)
-    run = Run(config, workdir)
-    if run.is_writer:
-        write_json(workdir / "config.json", json.loads(config.to_json_best_effort(sort_keys=True)))
-    for name in STAGES:
-        if name not in stages:
+    workdir_config.adopt(workdir, config, STAGES)
+    todo = [s for s in STAGES if s.name in requested
+            and not (s.artifact and artifacts.exists(artifacts.artifact_dir(workdir, s.artifact)))]
+    workdir_config.check_prerequisites(workdir, todo, STAGES)
+    if jax.process_index() == 0:
+        write_json(workdir / artifacts.CONFIG_JSON,
+                   json.loads(config.to_json_best_effort(sort_keys=True)))
+    inp, log = Inputs(config, workdir), MetricsLog(workdir, enabled=jax.process_index() == 0)
+    for stage in STAGES:
+        if stage.name in requested and stage not in todo:
+            logging.info("stage %s: %s exists, skipping", stage.name, stage.artifact)
             continue
-        start = time.perf_counter()
-        logging.info("stage %s", name)
+        if stage not in todo:
+            continue
         try:
-            STAGE_FNS[name](run)
-            run.timings[name] = time.perf_counter() - start
-            run.log.write("timing", 0, {f"{name}_s": run.timings[name]})
+            _run_stage(stage, inp, log)
         except Exception as e:
             if _out_of_space(e):
-                raise OSError(errno.ENOSPC, f"stage {name}: no space left on the device of "
-                              f"{workdir} ({e}). Free some space, or pass another --workdir, and "
-                              "run the same command again: finished stages are kept and "
-                              "training resumes from its last checkpoint") from e
+                raise OSError(errno.ENOSPC, f"stage {stage.name}: no space left on the device "
+                              f"of {workdir} ({e}). Free some space, or pass another "
+                              "--workdir, and run the same command again: finished stages "
+                              "are kept and training resumes from its last checkpoint") from e
             raise
-        logging.info("stage %s done in %.1f s", name, run.timings[name])
-    return run
+    return workdir
 
 
 def _out_of_space(e: BaseException) -> bool:
     # Orbax/TensorStore report a full disk as their own exception types, hence the text too.
     return ((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
             or "No space left on device" in str(e))
+

@@ -50,6 +50,7 @@ __all__ = [
     "SubsetError",
     "flatten_subset",
     "merge",
+    "segment_ids",
     "select_subset",
     "unflatten_subset",
     "variable_paths",
@@ -121,6 +122,22 @@ def _closest(name: str, candidates: Sequence[str], n: int = 5) -> str:
 
 
 @jax.tree_util.register_static
+def segment_ids(segments: Sequence[int] | None, dim: int) -> np.ndarray:
+    """i32[D]: for each coordinate of a flat vector, the index of its tensor.
+
+    segments: sizes of the tensors in flattening order (``ParamSpec.segments``);
+    they must sum to D. None means the whole vector is one tensor.
+    """
+    if segments is None:
+        segments = [dim]
+    sizes = np.asarray(list(segments), dtype=np.int64)
+    if sizes.ndim != 1 or sizes.size == 0 or np.any(sizes <= 0):
+        raise ValueError(f"segments must be positive tensor sizes, got {list(segments)}")
+    if int(sizes.sum()) != dim:
+        raise ValueError(f"segments sum to {int(sizes.sum())}, but D = {dim}")
+    return np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
     """Which leaves make up the flat vector, in order, with shapes and dtypes.
@@ -168,6 +185,11 @@ class ParamSpec:
         if not self.names:
             return 0
         return self.offsets[-1] + int(np.prod(self.shapes[-1], dtype=np.int64))
+
+    @property
+    def segments(self) -> list[int]:
+        """Sizes of the leaves in flattening order (they sum to ``D``)."""
+        return [int(np.prod(s, dtype=np.int64)) for s in self.shapes]
 
     def __len__(self) -> int:
         return len(self.names)

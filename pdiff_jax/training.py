@@ -1,14 +1,20 @@
-"""Supervised training of the classifiers whose parameters form the zoo.
+"""Every classifier training loop of pdiff_jax, on the one loop of ``train_loop``.
 
-Pure, module-level step functions over an explicit ``TrainState``; the loop
-around them shards batches over the device mesh, shows a tqdm bar, writes
-metrics and resumes from per-epoch checkpoints.
+- ``train_classifier``: one whole network for some epochs (the subset-mode base
+  model, and one seed-zoo member at a time);
+- ``train_classifiers_batched``: several networks from several seeds in one
+  vmapped step (seed zoos of small MLPs);
+- ``train_subset_snapshots``: only a subset of one network trained further,
+  with a snapshot every few steps (the subset zoo, and fine-tuned originals).
+
+Step functions are pure and module-level, over an explicit state, jitted once per
+architecture and optimizer. Batches are functions of ``(seed, epoch)`` or
+``(seed, step)``, so every loop resumes exactly from its checkpoints.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,12 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from pdiff_jax import sharding
-from pdiff_jax.checkpoint import TrainCheckpoints
+from pdiff_jax.data.batches import iterate_batches, step_batch
+from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.train_loop import MetricsFn, resumable_loop
 
-MetricsFn = Callable[[int, dict], None]
+LR_HINT = "Lower the learning rate (zoo.lr / zoo.subset_lr) or check the data for NaNs."
 
 
 class TrainState(NamedTuple):
@@ -32,13 +39,14 @@ class TrainState(NamedTuple):
 
 
 @functools.cache
-def make_optimizer(*, optimizer: str, lr: float, total_steps: int, momentum: float = 0.9,
+def make_optimizer(*, optimizer: str, lr: float, total_steps: int = 1, momentum: float = 0.9,
                    weight_decay: float = 0.0, schedule: str = "constant",
-                   milestones=(0.5, 0.75)) -> optax.GradientTransformation:
+                   milestones=(0.5, 0.75), b1: float = 0.9,
+                   b2: float = 0.999) -> optax.GradientTransformation:
     """SGD with momentum, Adam or AdamW with a constant, cosine or step schedule.
 
-    Cached: equal settings give the same object, so the steps compiled for it
-    are reused (a seed zoo trains K models with one compilation).
+    Used by every trainer, classifiers and generator alike. Cached: equal settings
+    give the same (hashable) object, so the steps compiled for it are reused.
     """
     total_steps = max(int(total_steps), 1)
     if schedule == "cosine":
@@ -47,7 +55,7 @@ def make_optimizer(*, optimizer: str, lr: float, total_steps: int, momentum: flo
         lr_fn = optax.piecewise_constant_schedule(
             lr, {max(1, int(m * total_steps)): 0.1 for m in milestones})
     elif schedule == "constant":
-        lr_fn = optax.constant_schedule(lr)
+        lr_fn = lr
     else:
         raise ValueError(f"unknown schedule {schedule!r}; use cosine, step or constant")
     if optimizer == "sgd":
@@ -55,9 +63,9 @@ def make_optimizer(*, optimizer: str, lr: float, total_steps: int, momentum: flo
         return optax.chain(optax.add_decayed_weights(weight_decay),
                            optax.sgd(lr_fn, momentum=momentum or None))
     if optimizer == "adam":
-        return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr_fn))
+        return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(lr_fn, b1, b2))
     if optimizer == "adamw":
-        return optax.adamw(lr_fn, weight_decay=weight_decay)
+        return optax.adamw(lr_fn, b1=b1, b2=b2, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {optimizer!r}; use sgd, adam or adamw")
 
 
@@ -65,7 +73,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def init_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
+def init_train_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
     params = variables["params"]
     return TrainState(params, variables.get("batch_stats", {}), tx.init(params),
                       jnp.zeros((), jnp.int32))
@@ -80,7 +88,7 @@ def variables_of(state: TrainState) -> dict:
 
 def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model_def,
                tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-    """One SGD step on a batch ``x: f32[B, H, W, C]``, ``y: i32[B]``."""
+    """One step on a batch ``x: f32[B, H, W, C]``, ``y: i32[B]``."""
 
     def loss_fn(params):
         variables = {"params": params}
@@ -97,22 +105,24 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model_def,
                                                                       "accuracy": accuracy}
 
 
-def _check_finite(loss, step: int, desc: str, params=None) -> None:
-    """Raise if the loss (or, given ``params``, any parameter) is NaN/inf."""
-    bad = f"loss is {loss}" if not np.isfinite(loss) else None
-    if bad is None and params is not None and not bool(jax.tree.reduce(
-            jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), params))):
-        bad = "the parameters became NaN/inf"  # the loss is computed before the update
-    if bad:
-        raise FloatingPointError(f"{desc}: {bad} at step {step}; lower the learning rate "
-                                 "(zoo.lr) or check the data for NaNs")
-
-
 @functools.cache
 def compiled_train_step(model_def, tx: optax.GradientTransformation, batched: bool = False):
     """``train_step`` jitted once per architecture and optimizer (vmapped if ``batched``)."""
     step = functools.partial(train_step, model_def=model_def, tx=tx)
     return jax.jit(jax.vmap(step) if batched else step, donate_argnums=0)
+
+
+def _loss_unless_diverged(loss, params):
+    """``loss``, or NaN if any parameter is NaN/inf (the loss is computed before the update)."""
+    finite = jax.tree.reduce(jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(),
+                                                           params))
+    return jnp.where(finite, loss, jnp.nan)
+
+
+def _optimizer_for(optimizer, lr, steps, momentum, weight_decay, schedule, milestones):
+    return make_optimizer(optimizer=optimizer, lr=lr, total_steps=steps, momentum=momentum,
+                          weight_decay=weight_decay, schedule=schedule,
+                          milestones=tuple(milestones))
 
 
 def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *, epochs: int,
@@ -126,48 +136,26 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
     With ``checkpoint_dir`` the state is saved after every epoch and an
     interrupted call resumes from the last good epoch.
     """
-    from pdiff_jax.data import iterate_batches
-
     mesh = mesh or sharding.make_mesh()
     batch_size = sharding.round_batch(batch_size, mesh)
     steps_per_epoch = len(x) // batch_size
-    tx = make_optimizer(optimizer=optimizer, lr=lr, total_steps=epochs * steps_per_epoch,
-                        momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                        milestones=tuple(milestones))
-    state = sharding.replicate(init_state(variables, tx), mesh)
+    tx = _optimizer_for(optimizer, lr, epochs * steps_per_epoch, momentum, weight_decay,
+                        schedule, milestones)
     step_fn = compiled_train_step(model_def, tx)
 
-    ckpts = TrainCheckpoints(checkpoint_dir) if checkpoint_dir else None
-    start_epoch = 0
-    if ckpts:
-        done, restored = ckpts.restore_latest(state)
-        if restored is not None:
-            state = sharding.replicate(TrainState(*restored), mesh)
-            start_epoch = done
-    try:
-        for epoch in range(start_epoch, epochs):
-            batches = iterate_batches(x, y, batch_size, seed=seed, epoch=epoch, mesh=mesh,
-                                      augment=augment or None)
-            bar = tqdm(batches, total=steps_per_epoch, desc=f"{desc} epoch {epoch + 1}/{epochs}",
-                       leave=False, mininterval=1.0)
-            for xb, yb in bar:
-                state, metrics = step_fn(state, xb, yb)
-                if int(state.step) % 50 == 0:
-                    metrics = jax.device_get(metrics)
-                    _check_finite(metrics["loss"], int(state.step), desc)
-                    bar.set_postfix(loss=f"{metrics['loss']:.3f}",
-                                    acc=f"{metrics['accuracy']:.3f}")
-                    if metrics_fn:
-                        metrics_fn(int(state.step), {f"{desc}/{k}": float(v)
-                                                     for k, v in metrics.items()})
-            if steps_per_epoch:  # also at the epoch's end: a diverged state is never saved
-                _check_finite(jax.device_get(metrics["loss"]), int(state.step), desc,
-                              params=state.params)
-            if ckpts:
-                ckpts.save(epoch + 1, state)
-    finally:
-        if ckpts:
-            ckpts.close()
+    def epoch(state, e):
+        losses = []
+        for xb, yb in iterate_batches(x, y, batch_size, seed=seed, epoch=e, mesh=mesh,
+                                      augment=augment or None):
+            state, metrics = step_fn(state, xb, yb)
+            losses.append(metrics["loss"])
+        loss = jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(())
+        return state, _loss_unless_diverged(loss, state.params)
+
+    state = resumable_loop(
+        epoch, sharding.replicate(init_train_state(variables, tx), mesh), total=epochs,
+        desc=desc, unit="epoch", hint=LR_HINT, ckpt_dir=checkpoint_dir,
+        restore=lambda r: sharding.replicate(TrainState(*r), mesh), metrics_fn=metrics_fn)
     return jax.device_get(variables_of(state))
 
 
@@ -185,8 +173,6 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
     MLPs and loses for convnets (measured: see benchmarks/), hence the choice
     is the caller's (``zoo.models_per_step``).
     """
-    from pdiff_jax.data import iterate_batches
-
     common = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                   momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                   milestones=milestones, augment=augment, mesh=mesh)
@@ -195,32 +181,96 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
         return [train_classifier(model_def, variables, x, y, seed=seeds[0],
                                  metrics_fn=metrics_fn, desc=f"model {seeds[0]}", **common)]
     mesh = mesh or sharding.make_mesh()
-    steps_per_epoch = len(x) // batch_size
-    tx = make_optimizer(optimizer=optimizer, lr=lr, total_steps=epochs * steps_per_epoch,
-                        momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                        milestones=tuple(milestones))
+    tx = _optimizer_for(optimizer, lr, epochs * (len(x) // batch_size), momentum, weight_decay,
+                        schedule, milestones)
     keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
     variables = jax.vmap(lambda k: model_def.init(jax.random.wrap_key_data(k)))(keys)
-    state = jax.vmap(lambda v: init_state(v, tx))(variables)
     place = (sharding.shard_batch if len(seeds) % mesh.devices.size == 0
              else sharding.replicate)
-    state = place(state, mesh)
     step_fn = compiled_train_step(model_def, tx, batched=True)
-    for epoch in range(epochs):
-        streams = [iterate_batches(x, y, batch_size, seed=s, epoch=epoch, augment=augment or None)
+
+    def epoch(state, e):
+        streams = [iterate_batches(x, y, batch_size, seed=s, epoch=e, augment=augment or None)
                    for s in seeds]
-        bar = tqdm(zip(*streams, strict=True), total=steps_per_epoch, leave=False,
-                   desc=f"{len(seeds)} models epoch {epoch + 1}/{epochs}", mininterval=1.0)
-        for batches in bar:
+        metrics = {"loss": jnp.zeros(len(seeds))}
+        for batches in zip(*streams, strict=True):
             xb = place(jnp.stack([b[0] for b in batches]), mesh)
             yb = place(jnp.stack([b[1] for b in batches]), mesh)
             state, metrics = step_fn(state, xb, yb)
-        metrics = sharding.to_host(metrics)
-        if not np.all(np.isfinite(metrics["loss"])):
-            raise FloatingPointError(f"seed zoo: loss is not finite in epoch {epoch + 1}; "
-                                     "lower zoo.lr")
-        if metrics_fn:
-            metrics_fn(int(state.step[0]), {"seed/loss": float(np.mean(metrics["loss"])),
-                                            "seed/accuracy": float(np.mean(metrics["accuracy"]))})
+        return state, metrics["loss"]   # f32[G]: every model's last loss
+
+    state = resumable_loop(epoch, place(jax.vmap(lambda v: init_train_state(v, tx))(variables),
+                                        mesh),
+                           total=epochs, desc=f"{len(seeds)} models", unit="epoch",
+                           hint=LR_HINT, metrics_fn=metrics_fn)
     stacked = sharding.to_host(variables_of(state))
     return [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(len(seeds))]
+
+
+# ----------------------------------------------------------------------------- subset
+
+
+def _subset_step(vector, opt_state, base, inputs, labels, *, model_def, spec, start, tx):
+    def loss_fn(vec):
+        variables = merge(base, unflatten_subset(vec, spec))
+        logits = model_def.apply(variables, inputs, train=False, start=start)
+        return cross_entropy(logits, labels)
+
+    loss, grad = jax.value_and_grad(loss_fn)(vector)
+    updates, opt_state = tx.update(grad, opt_state, vector)
+    return vector + updates, opt_state, loss
+
+
+@functools.cache
+def _compiled_subset_step(model_def, spec, split, tx):
+    return jax.jit(functools.partial(_subset_step, model_def=model_def, spec=spec, start=split,
+                                     tx=tx), donate_argnums=(0, 1))
+
+
+def train_subset_snapshots(model_def, variables, spec: ParamSpec, split, tail_inputs, labels,
+                           *, num_snapshots: int, save_every: int, optimizer: str, lr: float,
+                           batch_size: int, seed: int, momentum: float = 0.9, mesh=None,
+                           checkpoint_dir: Path | None = None, checkpoint_every: int = 50,
+                           metrics_fn: MetricsFn | None = None, desc: str = "subset",
+                           stop_after: int | None = None) -> np.ndarray:
+    """Keep training only the subset; return ``num_snapshots`` snapshots ``f32[K, D]``.
+
+    ``tail_inputs`` are the cached activations entering ``split`` (or the
+    images when ``split`` is None). BatchNorm statistics stay frozen (eval-mode
+    forward), so the snapshots are trained on the objective they are evaluated
+    on. One snapshot every ``save_every`` steps. ``stop_after`` ends the call
+    after that many snapshots (a time-sliced job); with ``checkpoint_dir`` the
+    next call resumes from there.
+    """
+    mesh = mesh or sharding.make_mesh()
+    batch_size = sharding.round_batch(min(batch_size, len(labels)), mesh)
+    tx = make_optimizer(optimizer=optimizer, lr=lr, momentum=momentum,
+                        total_steps=num_snapshots * save_every)
+    step_fn = _compiled_subset_step(model_def, spec, split, tx)
+    base = sharding.replicate(variables, mesh)
+    vector = jnp.asarray(flatten_subset(variables, spec))
+
+    def place(state):
+        return dict(state, vector=sharding.replicate(jnp.asarray(state["vector"]), mesh),
+                    opt_state=sharding.replicate(state["opt_state"], mesh))
+
+    def snapshot(state, count):
+        vec, opt_state, loss = state["vector"], state["opt_state"], None
+        for k in range(save_every):
+            idx = step_batch(len(labels), batch_size, seed=seed, step=count * save_every + k)
+            xb = sharding.shard_batch(jax.tree.map(lambda a, idx=idx: a[idx], tail_inputs), mesh)
+            yb = sharding.shard_batch(labels[idx], mesh)
+            vec, opt_state, loss = step_fn(vec, opt_state, base, xb, yb)
+        state["snapshots"][count] = np.asarray(vec)
+        return dict(state, vector=vec, opt_state=opt_state), loss
+
+    state = {"vector": vector, "opt_state": tx.init(vector),
+             "snapshots": np.zeros((num_snapshots, spec.size), np.float32)}
+    end = num_snapshots if stop_after is None else min(stop_after, num_snapshots)
+    state = resumable_loop(snapshot, place(state), total=end, desc=f"{desc} snapshots",
+                           unit="snapshot", hint=LR_HINT, ckpt_dir=checkpoint_dir,
+                           checkpoint_every=checkpoint_every, check_every=10,
+                           restore=lambda r: place(dict(r, snapshots=np.array(r["snapshots"]))),
+                           metrics_fn=metrics_fn)
+    return state["snapshots"]
+

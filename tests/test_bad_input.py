@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import pdiff_jax
-from pdiff_jax.checkpoint import CheckpointError, write_json
+from pdiff_jax import artifacts
+from pdiff_jax.checkpoint import write_json
 from pdiff_jax.data.catalog import DataMissingError
 from pdiff_jax.default_config import get_config
 from pdiff_jax.generator import TrainingDivergedError, train_autoencoder, train_diffusion
@@ -72,8 +73,10 @@ def test_unknown_architecture_then_the_fixed_command_runs(tfds_dir, tmp_path):
     with pytest.raises(ValueError, match=r"unknown model 'resnet19'.*Did you mean 'resnet18'"):
         run_pipeline(_config(tfds_dir, model__name="resnet19"), wd)
     # The failed run produced nothing, so the corrected config takes the workdir over
-    # (the next error is the missing generator of --stages=sample, not "a different config").
-    with pytest.raises(CheckpointError, match=r"no trained autoencoder under"):
+    # (the next error is the missing zoo of --stages=sample, not "another config"), and the
+    # hint is the command to run.
+    with pytest.raises(ValueError, match=r"stage 'sample' needs the 'collect' stage's result.*"
+                                         r"run the same command without --stages"):
         run_pipeline(_config(tfds_dir), wd, stages=["sample"])
 
 
@@ -88,7 +91,7 @@ def test_selector_matching_nothing_fails_before_training(tfds_dir, tmp_path):
     with pytest.raises(SubsetError, match=r"'params/bn9/.*' matches no variable.*Closest names: "
                                           r"'params/bn"):
         run_pipeline(_config(tfds_dir, zoo__selector="params/bn9/.*"), wd)
-    assert not (wd / "zoo_ckpt").exists()  # nothing was trained
+    assert not (wd / "checkpoints").exists()  # nothing was trained
 
 
 @pytest.mark.parametrize("n", [0, -3])
@@ -156,15 +159,15 @@ def test_diverging_base_training_stops_with_the_step_and_saves_nothing(tfds_dir,
     wd = tmp_path / "wd"
     # An epoch of 3 steps (no loss check at every 50th): the end-of-epoch check of the
     # parameters catches it, before the checkpoint is written.
-    with pytest.raises(FloatingPointError, match=r"base: the parameters became NaN/inf at "
-                                                 r"step \d+; lower the learning rate \(zoo.lr\)"):
+    with pytest.raises(TrainingDivergedError, match=r"base: loss became nan at epoch 1\. "
+                                                    r"Lower the learning rate \(zoo.lr"):
         run_pipeline(_config(tfds_dir, zoo__lr=1e6), wd, stages=["collect"])
-    assert not list((wd / "zoo_ckpt" / "base").glob("[0-9]*"))
+    assert not list((wd / "checkpoints" / "collect" / "base").glob("[0-9]*"))
 
 
 def test_diverging_subset_training_stops_with_the_snapshot(tfds_dir, tmp_path):
-    with pytest.raises(FloatingPointError, match=r"subset: loss is nan at snapshot \d+; lower "
-                                                 r"zoo.subset_lr"):
+    with pytest.raises(TrainingDivergedError, match=r"subset snapshots: loss became nan at "
+                                                    r"snapshot \d+\. Lower .*zoo.subset_lr"):
         run_pipeline(_config(tfds_dir, zoo__subset_lr=1e9), tmp_path / "wd", stages=["collect"])
 
 
@@ -205,9 +208,14 @@ def trained(tmp_path_factory, tfds_dir):
     zoo = _zoo("cnn_bn", CNN_SUBSET)
     write_json(wd / "config.json", json.loads(config.to_json_best_effort(sort_keys=True)))
     save_zoo(wd / "zoo", zoo)
-    train_autoencoder(zoo.vectors, config=config.generator, workdir=wd / "generator",
-                      key=jax.random.key(0))
-    train_diffusion(config=config.generator, workdir=wd / "generator", key=jax.random.key(1))
+    gen = config.generator
+    ae, meta = train_autoencoder(zoo.vectors, key=jax.random.key(0), segments=zoo.segments,
+                                 normalization=gen.normalization, model=gen.autoencoder.model,
+                                 train=gen.autoencoder.train)
+    artifacts.save_artifact(wd / "autoencoder", ae, meta)
+    artifacts.save_artifact(wd / "diffusion", *train_diffusion(
+        ae["latents"], key=jax.random.key(1), process=gen.diffusion.process,
+        model=gen.diffusion.model, train=gen.diffusion.train))
     return wd, config, zoo
 
 
@@ -215,7 +223,8 @@ def _with_zoo(trained, dest: Path, zoo: Zoo, model: str | None = None) -> Path:
     """The trained workdir with its zoo replaced (and, if given, the architecture)."""
     wd, config, _ = trained
     dest.mkdir()
-    os.symlink(wd / "generator", dest / "generator")
+    for name in ("autoencoder", "diffusion"):
+        os.symlink(wd / name, dest / name)
     config = ml_collections.ConfigDict(config.to_dict())
     if model:
         config.model.name = model
@@ -259,7 +268,7 @@ def test_nan_in_the_zoo_stops_the_generator_stage(trained, tmp_path):
     with pytest.raises(ValueError, match=r"the zoo has 1 NaN/inf values in 1 of 8 vectors "
                                          r"\(first: vector 5\); remove or re-collect"):
         run_pipeline(config, dest, stages=["autoencoder"])
-    assert not (dest / "generator" / "autoencoder").exists()
+    assert not (dest / "autoencoder").exists()
 
 
 def test_diverging_autoencoder_stops_with_the_step(trained, tmp_path):
@@ -274,4 +283,4 @@ def test_diverging_autoencoder_stops_with_the_step(trained, tmp_path):
     with pytest.raises(TrainingDivergedError, match=r"autoencoder: loss became inf at step 1\. "
                                                     r"Try a lower learning rate"):
         run_pipeline(config, dest, stages=["autoencoder"])
-    assert not (dest / "generator" / "autoencoder").exists()
+    assert not (dest / "autoencoder").exists()

@@ -148,7 +148,7 @@ def _accuracies(results: dict) -> dict:
     return out
 
 
-ARTIFACTS = ("zoo", "generator/autoencoder", "generator/diffusion", "samples", "evaluation")
+ARTIFACTS = ("zoo", "autoencoder", "diffusion", "samples", "evaluation")
 
 
 def _arrays(path: Path):
@@ -163,8 +163,10 @@ def _assert_same_artifacts(a: Path, b: Path) -> None:
         for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(left),
                                 jax.tree.leaves(right), strict=True):
             np.testing.assert_array_equal(x, y, err_msg=f"{name}{jax.tree_util.keystr(path)}")
-    for meta in ("generator/autoencoder.json", "generator/diffusion.json"):
-        assert read_json(a / meta) == read_json(b / meta), meta
+    for name in ("autoencoder", "diffusion"):
+        left, right = (read_json(d / name / "meta.json") for d in (a, b))
+        left.pop("seconds"), right.pop("seconds")
+        assert left == right, name
     assert _accuracies(read_json(a / "results.json")) == \
         _accuracies(read_json(b / "results.json"))
 
@@ -184,9 +186,9 @@ def reference(tmp_path_factory, tfds_dir):
 def test_sigkill_in_every_stage_resumes_to_identical_artifacts(reference, tfds_dir, tmp_path):
     rng = random.Random(FAULT_SEED)
     wd, log = tmp_path / "run", tmp_path / "run.log"
-    gen = wd / "generator"
-    ckpt = {"collect": wd / "zoo_ckpt" / "subset", "autoencoder": gen / "autoencoder_ckpt",
-            "diffusion": gen / "diffusion_ckpt"}
+    ckpt = {"collect": wd / "checkpoints" / "collect" / "subset",
+            "autoencoder": wd / "checkpoints" / "autoencoder",
+            "diffusion": wd / "checkpoints" / "diffusion"}
     delays = {"collect": rng.uniform(0.0, 0.4), "autoencoder": rng.uniform(0.0, 0.5),
               "diffusion": rng.uniform(0.0, 0.5), "evaluate": rng.uniform(0.2, 1.5)}
     where = f"(PDIFF_FAULT_SEED={FAULT_SEED}, delays {delays})"
@@ -201,7 +203,7 @@ def test_sigkill_in_every_stage_resumes_to_identical_artifacts(reference, tfds_d
                          delays["autoencoder"])
     assert f"resuming from checkpoint step {killed_at[-1]} in {ckpt['collect']}" in text, where
     assert artifacts.exists(wd / "zoo")
-    assert not (gen / "autoencoder").exists(), f"the kill came after the autoencoder {where}"
+    assert not (wd / "autoencoder").exists(), f"the kill came after the autoencoder {where}"
     zoo_files = _digest(wd / "zoo")
     killed_at = _step_dirs(ckpt["autoencoder"])
 
@@ -209,7 +211,7 @@ def test_sigkill_in_every_stage_resumes_to_identical_artifacts(reference, tfds_d
     text = _run_and_kill(wd, tfds_dir, log, _has_step(ckpt["diffusion"], 100),
                          delays["diffusion"])
     assert f"resuming from checkpoint step {killed_at[-1]} in {ckpt['autoencoder']}" in text
-    assert not (gen / "diffusion").exists(), f"the kill came after diffusion {where}"
+    assert not (wd / "diffusion").exists(), f"the kill came after diffusion {where}"
     *_, good, newest = _step_dirs(ckpt["diffusion"])  # Orbax keeps the newest two
     _damage(ckpt["diffusion"] / str(newest))
 
@@ -264,13 +266,13 @@ def test_failed_rerun_reports_damage_and_deletes_nothing(reference, tmp_path):
 
     wd = _copy_run(reference, tmp_path / "run", drop=["evaluation"])
     _damage(wd / "samples" / "arrays")
-    before = {name: _digest(wd / name) for name in ("zoo", "generator", "samples")}
+    before = {name: _digest(wd / name) for name in ("zoo", "autoencoder", "diffusion", "samples")}
     with pytest.raises(CheckpointError) as info:
         run_pipeline(_config(wd), wd, stages=["evaluate", "report"])
     message = str(info.value)
     assert str(wd / "samples" / "arrays") in message and "unreadable" in message
     assert "delete it and rerun" in message
-    after = {name: _digest(wd / name) for name in ("zoo", "generator", "samples")}
+    after = {name: _digest(wd / name) for name in ("zoo", "autoencoder", "diffusion", "samples")}
     assert after == before
     assert not (wd / "evaluation").exists()
 
@@ -281,8 +283,8 @@ def test_damaged_newest_stage_checkpoint_falls_back_to_the_previous(reference, t
     from pdiff_jax.pipeline import run_pipeline
 
     wd = _copy_run(reference, tmp_path / "run",
-                   drop=["zoo", "generator", "samples", "evaluation"])
-    subset = wd / "zoo_ckpt" / "subset"
+                   drop=["zoo", "autoencoder", "diffusion", "samples", "evaluation"])
+    subset = wd / "checkpoints" / "collect" / "subset"
     steps = _step_dirs(subset)
     assert steps == [14, 16]  # max_to_keep = 2, a checkpoint every 2 snapshots
     _damage(subset / "16")

@@ -11,7 +11,7 @@ import pytest
 
 import pdiff_jax
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError
+from pdiff_jax.checkpoint import CheckpointError, restore_pytree
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def smoke_run(tmp_path_factory, tfds_dir):
 
 def test_main_runs_every_stage(smoke_run):
     workdir, proc, elapsed, _ = smoke_run
-    for name in ("zoo", "generator/autoencoder", "generator/diffusion", "samples", "evaluation"):
+    for name in ("zoo", "autoencoder", "diffusion", "samples", "evaluation"):
         assert (workdir / name).is_dir(), name
     for name in ("config.json", "metrics.jsonl", "report.md", "results.json", "accuracy.png"):
         assert (workdir / name).is_file(), name
@@ -95,13 +95,33 @@ def test_other_config_in_same_workdir_is_refused(smoke_run):
     workdir, _, _, cmd = smoke_run
     proc = subprocess.run([*cmd, "--config.seed=1"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "different config" in proc.stderr
+    assert "another config" in proc.stderr and "seed" in proc.stderr
+    assert f"delete {workdir / 'zoo'}/" in proc.stderr   # names what to remove
     assert artifacts.exists(workdir / "zoo")
+
+
+def test_report_only_config_change_is_accepted(smoke_run):
+    """A change that no finished artifact depends on (here: the report's t-SNE) runs."""
+    workdir, _, _, cmd = smoke_run
+    proc = subprocess.run([*cmd, "--config.evaluate.tsne=False"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((workdir / "config.json").read_text())["evaluate"]["tsne"] is False
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_evaluate_api_returns_results(smoke_run):
     import pdiff_jax.zoo  # a submodule import must not shadow pdiff_jax.evaluate
 
-    results = pdiff_jax.evaluate(smoke_run[0])
-    stored = json.loads((smoke_run[0] / "results.json").read_text())
-    assert results["pdiff"]["best"] == stored["pdiff"]["best"]
+    workdir = smoke_run[0]
+    results = pdiff_jax.evaluate(workdir)
+    # Checked against an independent measurement of the stored samples.
+    run = pdiff_jax.load(workdir)
+    vectors = restore_pytree(workdir / "samples" / "arrays")["vectors"]
+    test_acc, train_acc = run.accuracy(vectors), run.accuracy(vectors, split="train")
+    np.testing.assert_allclose(results["pdiff"]["avg"], test_acc.mean(), rtol=1e-6)
+    assert results["pdiff"]["best"] == pytest.approx(float(test_acc[np.argmax(train_acc)]))
+    # Every stage's time survives, whichever command finished the run.
+    assert {"collect", "autoencoder", "diffusion", "sample", "evaluate"} <= set(
+        results["meta"]["timings_s"])

@@ -37,9 +37,9 @@ def _flat(tree) -> np.ndarray:
 
 def _workloads(data_dir: str, out_dir: str):
     """``[(name, fn)]``; each fn returns a dict of host arrays to compare."""
-    from pdiff_jax import training, zoo
+    from pdiff_jax import training
     from pdiff_jax.data import load_dataset
-    from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
+    from pdiff_jax.evaluation.evaluator import ManyModelEvaluator, compute_tail_inputs
     from pdiff_jax.models import get_model
     from pdiff_jax.sharding import make_mesh
     from pdiff_jax.subset import ParamSpec, flatten_subset
@@ -69,9 +69,9 @@ def _workloads(data_dir: str, out_dir: str):
         spec = ParamSpec.from_variables(variables, cnn)
         split = cnn.split_point_for(spec.names)
         tail = compute_tail_inputs(cnn, variables, ds.x_train, split, batch_size=128, mesh=mesh)
-        snaps = zoo.train_subset_snapshots(cnn, variables, spec, split, tail, ds.y_train,
-                                           num_snapshots=8, save_every=2, optimizer="sgd",
-                                           lr=0.2, batch_size=64, seed=1, mesh=mesh)
+        snaps = training.train_subset_snapshots(cnn, variables, spec, split, tail, ds.y_train,
+                                                num_snapshots=8, save_every=2, optimizer="sgd",
+                                                lr=0.2, batch_size=64, seed=1, mesh=mesh)
         return {"tail": _flat(tail), "snapshots": snaps}
 
     def seed():

@@ -30,13 +30,22 @@ def crop_flip(x: np.ndarray, rng: np.random.Generator, *, pad: int = CROP_PAD) -
     return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def batch_indices(
+def epoch_batches(
     n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool, drop_remainder: bool
 ) -> list[np.ndarray]:
     """The example indices of each batch of one epoch; a function of ``(seed, epoch)``."""
     order = np.random.default_rng([seed, epoch, 0]).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_remainder else n
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def step_batch(n: int, batch_size: int, *, seed: int, step: int) -> np.ndarray:
+    """The example indices of the batch of training step ``step`` (epochs without a
+    remainder); a function of ``(seed, step)``, so a loop resumed at any step sees the
+    batches an uninterrupted one would."""
+    epoch, pos = divmod(step * batch_size, n - n % batch_size or n)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[pos:pos + batch_size]
 
 
 def _to_device(batch, mesh):
@@ -84,7 +93,7 @@ def iterate_batches(
         raise ValueError(
             f"batch_size {batch_size} is not a multiple of the {mesh.devices.size} devices"
         )
-    batches = batch_indices(
+    batches = epoch_batches(
         len(x), batch_size, seed=seed, epoch=epoch, shuffle=shuffle, drop_remainder=drop_remainder
     )
     aug_rng = np.random.default_rng([seed, epoch, 1])

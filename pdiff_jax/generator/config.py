@@ -8,7 +8,7 @@ function or module:
   diffusion.process    -> diffusion.linear_schedule(**.)
   diffusion.model      -> denoiser.UNet1D(**.)
   diffusion.train      -> train.TrainSettings(**.)
-  sampling             -> Generator.sample(key, n, **.) defaults
+  sampling             -> sampling.SamplerSettings(**.)  (the only sampler settings)
 
 The default schedule is short so that a small subset (D = 256, K = 200) trains
 in under two minutes on a 2-core CPU; the paper used 30,000 steps per stage
@@ -63,5 +63,5 @@ def default_generator_config() -> ml_collections.ConfigDict:
         model=dict(channels=(32, 32), time_dim=64, kernel_size=3),
         train=_train(steps=4000, ema_decay=0.9999),
     )
-    cfg.sampling = dict(sampler="ddpm", steps=None, eta=0.0, clip_denoised=True)
+    cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True)
     return cfg

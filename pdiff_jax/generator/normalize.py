@@ -19,22 +19,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pdiff_jax.subset import segment_ids
+
 MODES = ("coordinate", "tensor", "none")
 
 
 class Normalizer(NamedTuple):
     mean: np.ndarray  # f32[D]
     std: np.ndarray  # f32[D], > 0
-
-
-def _segment_ids(D: int, segments) -> np.ndarray:
-    if segments is None:
-        return np.zeros(D, np.int32)
-    sizes = [int(s) for s in segments]
-    if any(s <= 0 for s in sizes) or sum(sizes) != D:
-        raise ValueError(f"segment sizes must be positive and sum to D = {D}; "
-                         f"got {len(sizes)} segments summing to {sum(sizes)}")
-    return np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
 
 
 def fit_normalizer(vectors, segments=None, *, mode: str = "coordinate",
@@ -52,7 +44,7 @@ def fit_normalizer(vectors, segments=None, *, mode: str = "coordinate",
     K, D = x.shape
     if mode == "none":
         return Normalizer(np.zeros(D, np.float32), np.ones(D, np.float32))
-    seg = _segment_ids(D, segments)
+    seg = segment_ids(segments, D)
     n_seg = int(seg.max()) + 1
     counts = np.bincount(seg, minlength=n_seg) * K
     # RMS of each tensor over the whole zoo: the scale the floor is relative to.

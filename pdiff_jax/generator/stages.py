@@ -1,54 +1,44 @@
-"""The two generator stages as the pipeline calls them: train_autoencoder, train_diffusion.
+"""The two generator training stages: ``train_autoencoder`` and ``train_diffusion``.
 
-Each stage resumes from its checkpoints (``<stage>_ckpt``), writes its
-finished artifact once (``autoencoder`` / ``diffusion``, see generator.py) and
-is skipped when that artifact already exists.
+Each takes the arrays it learns from and its config section as plain keyword
+arguments (``normalization`` / ``model`` / ``train`` dicts), resumes from
+``checkpoint_dir``, and returns ``(arrays, meta)``: the artifact the pipeline
+stores (``artifacts.AUTOENCODER`` / ``artifacts.DIFFUSION``) and that
+``TrainedGenerator`` is rebuilt from. The meta holds the module keyword
+arguments, so loading needs no config.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 
 import jax
-import ml_collections
 import numpy as np
-from absl import logging
 
-from pdiff_jax.checkpoint import CheckpointError, read_json, restore_pytree, save_pytree, write_json
+from pdiff_jax.training import make_optimizer
 
+from . import autoencoder as ae_lib
 from . import diffusion as dp
-from .generator import (
-    AE_DIR,
-    AE_META,
-    DIFF_DIR,
-    DIFF_META,
-    build_autoencoder,
-    build_denoiser,
-    decode_normalized,
-    encode_normalized,
-    module_kwargs,
-    zoo_fingerprint,
-)
+from .denoiser import UNet1D
 from .normalize import fit_normalizer, normalize
 from .train import (
     TrainSettings,
     ae_train_step,
     diffusion_train_step,
     effective_batch,
-    init_state,
-    make_optimizer,
+    init_generator_state,
     place_tree,
-    run_loop,
+    run_generator_loop,
 )
+from .trained import decode_normalized, encode_normalized, zoo_fingerprint
 
 
-def _settings(section) -> TrainSettings:
-    return TrainSettings(**module_kwargs(section))
-
-
-def _config_dict(config) -> dict:
-    return config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+def plain(section: Mapping) -> dict:
+    """A config section as hashable keyword arguments (lists become tuples)."""
+    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def check_zoo(vectors) -> np.ndarray:
@@ -64,97 +54,95 @@ def check_zoo(vectors) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def train_autoencoder(vectors, *, config, workdir, key, mesh=None, metrics_fn=None,
-                      segments: list[int] | None = None) -> None:
-    """Train the parameter autoencoder on the zoo ``f32[K, D]``.
+def _adamw(settings: TrainSettings):
+    return make_optimizer(optimizer="adamw", lr=settings.learning_rate, b1=settings.b1,
+                          b2=settings.b2, weight_decay=settings.weight_decay)
 
-    Writes ``workdir/autoencoder`` (params, normalizer, zoo latents) and
-    ``workdir/autoencoder.json``; checkpoints in ``workdir/autoencoder_ckpt``.
-    Does nothing if the artifact exists.
-    """
-    workdir = Path(workdir)
-    if (workdir / AE_DIR).exists():
-        logging.info("autoencoder artifact exists in %s; skipping", workdir)
-        return
-    x = check_zoo(vectors)
-    K, D = x.shape
-    settings = _settings(config.autoencoder.train)
-    norm = fit_normalizer(x, segments, **module_kwargs(config.normalization))
-    xn = normalize(norm, x).astype(np.float32)
-    model = build_autoencoder(D, config)
-    k_init, k_train = jax.random.split(key)
-    variables = model.init({"params": k_init}, np.zeros((1, D), np.float32), train=False)
-    tx = make_optimizer(settings.learning_rate, settings.b1, settings.b2, settings.weight_decay)
-    state = place_tree(init_state(variables, tx, ema=settings.ema_decay > 0), mesh)
-    step = functools.partial(ae_train_step, model=model, tx=tx,
-                             batch_size=effective_batch(settings.batch_size, K, mesh),
-                             ema_decay=settings.ema_decay, mesh=mesh)
-    state = run_loop(step, state, place_tree(xn, mesh), k_train, settings,
-                     ckpt_dir=workdir / "autoencoder_ckpt", desc="autoencoder",
-                     metrics_fn=metrics_fn, mesh=mesh)
-    params = state.get("ema_params", state["params"])
-    variables = {"params": params}
+
+def _final_variables(state) -> dict:
+    variables = {"params": state.get("ema_params", state["params"])}
     if "batch_stats" in state:
         variables["batch_stats"] = state["batch_stats"]
-    variables = jax.tree.map(np.asarray, variables)
-    latents = encode_normalized(model, variables, xn)  # [K, L, C], no noise
-    recon = decode_normalized(model, variables, latents)
-    err = np.linalg.norm(recon - xn) / max(np.linalg.norm(xn), 1e-30)  # == relative to zoo spread
+    return jax.tree.map(np.asarray, variables)
+
+
+def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
+                      train: Mapping, segments: list[int] | None = None,
+                      checkpoint_dir: Path | None = None, mesh=None,
+                      metrics_fn=None) -> tuple[dict, dict]:
+    """Train the parameter autoencoder on the zoo ``f32[K, D]``.
+
+    Returns ``(arrays, meta)``: arrays = AE variables, normalizer mean/std and the
+    zoo's latents ``f32[K, L, C]``; meta = module kwargs, D, K, zoo fingerprint,
+    reconstruction errors.
+    """
+    x = check_zoo(vectors)
+    K, D = x.shape
+    settings = TrainSettings(**plain(train))
+    model_kwargs = plain(model)
+    norm = fit_normalizer(x, segments, **plain(normalization))
+    xn = normalize(norm, x).astype(np.float32)
+    ae = ae_lib.build(D, **model_kwargs)
+    k_init, k_train = jax.random.split(key)
+    variables = ae.init({"params": k_init}, np.zeros((1, D), np.float32), train=False)
+    tx = _adamw(settings)
+    state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
+    step = functools.partial(ae_train_step, model=ae, tx=tx,
+                             batch_size=effective_batch(settings.batch_size, K, mesh),
+                             ema_decay=settings.ema_decay, mesh=mesh)
+    state = run_generator_loop(step, state, place_tree(xn, mesh), k_train, settings,
+                               ckpt_dir=checkpoint_dir, desc="autoencoder",
+                               metrics_fn=metrics_fn, mesh=mesh)
+    variables = _final_variables(state)
+    latents = encode_normalized(ae, variables, xn)  # [K, L, C], no noise
+    recon = decode_normalized(ae, variables, latents)
+    err = np.linalg.norm(recon - xn) / max(np.linalg.norm(xn), 1e-30)  # == relative to spread
     raw = recon * norm.std + norm.mean
     rel_raw = np.linalg.norm(raw - x) / max(np.linalg.norm(x), 1e-30)
     meta = {
-        "config": _config_dict(config), "D": D, "K": K, "segments": segments,
-        "fingerprint": zoo_fingerprint(x), "latent_shape": list(latents.shape[1:]),
-        "geometry": model.geometry_meta(),
+        "model": model_kwargs, "normalization": plain(normalization), "train": plain(train),
+        "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),
+        "latent_shape": list(latents.shape[1:]), "geometry": ae.geometry_meta(),
         "steps": settings.steps,
         # |x_hat - x| / |x| in normalized coordinates, and in raw parameters.
         "rel_recon_error_normalized": float(err), "rel_recon_error": float(rel_raw),
         "latent_abs_max": float(np.abs(latents).max()),
     }
-    write_json(workdir / AE_META, meta)
-    arrays = dict(variables, normalizer={"mean": norm.mean, "std": norm.std}, latents=latents)
-    save_pytree(workdir / AE_DIR, arrays)
     if metrics_fn is not None:
         metrics_fn(settings.steps, {"stage": "autoencoder", "rel_recon_error": float(rel_raw),
                                     "rel_recon_error_normalized": float(err)})
+    arrays = dict(variables, normalizer={"mean": norm.mean, "std": norm.std}, latents=latents)
+    return arrays, meta
 
 
-def train_diffusion(*, config, workdir, key, mesh=None, metrics_fn=None) -> None:
-    """Train the latent denoiser on the zoo latents stored by :func:`train_autoencoder`.
+def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Mapping,
+                    ae_fingerprint: str = "", checkpoint_dir: Path | None = None, mesh=None,
+                    metrics_fn=None) -> tuple[dict, dict]:
+    """Train the latent denoiser on the zoo's latents ``f32[K, L, C]``.
 
-    Writes ``workdir/diffusion`` (EMA params, latent scale) and
-    ``workdir/diffusion.json``; checkpoints in ``workdir/diffusion_ckpt``.
+    Returns ``(arrays, meta)``: arrays = denoiser EMA params and the latent scale;
+    meta = process and module kwargs, steps, parameter count.
     """
-    workdir = Path(workdir)
-    if (workdir / DIFF_DIR).exists():
-        logging.info("diffusion artifact exists in %s; skipping", workdir)
-        return
-    if not (workdir / AE_DIR).exists():
-        raise CheckpointError(f"no autoencoder under {workdir}; run "
-                              "pdiff_jax.generator.train_autoencoder first")
-    ae_meta = read_json(workdir / AE_META)
-    latents = np.asarray(restore_pytree(workdir / AE_DIR)["latents"], np.float32)
+    latents = np.asarray(latents, np.float32)
     # Diffusion runs on unit-scale latents; the scale is stored and undone at sampling.
     latent_scale = np.float32(1.0 / max(float(latents.std()), 1e-3))
     data = latents * latent_scale
-    settings = _settings(config.diffusion.train)
-    sched = dp.linear_schedule(**module_kwargs(config.diffusion.process))
-    model = build_denoiser(config)
+    settings = TrainSettings(**plain(train))
+    sched = dp.linear_schedule(**plain(process))
+    denoiser = UNet1D(**plain(model))
     k_init, k_train = jax.random.split(key)
-    variables = model.init(k_init, data[:1], np.zeros((1,), np.int32))
-    tx = make_optimizer(settings.learning_rate, settings.b1, settings.b2, settings.weight_decay)
-    state = place_tree(init_state(variables, tx, ema=settings.ema_decay > 0), mesh)
-    K = data.shape[0]
-    step = functools.partial(diffusion_train_step, sched=sched, model=model, tx=tx,
-                             batch_size=effective_batch(settings.batch_size, K, mesh),
+    variables = denoiser.init(k_init, data[:1], np.zeros((1,), np.int32))
+    tx = _adamw(settings)
+    state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
+    step = functools.partial(diffusion_train_step, sched=sched, model=denoiser, tx=tx,
+                             batch_size=effective_batch(settings.batch_size, len(data), mesh),
                              ema_decay=settings.ema_decay, mesh=mesh)
-    state = run_loop(lambda s, d, k: step(s, d, k), state, place_tree(data, mesh), k_train,
-                     settings, ckpt_dir=workdir / "diffusion_ckpt", desc="diffusion",
-                     metrics_fn=metrics_fn, mesh=mesh)
-    params = jax.tree.map(np.asarray, state.get("ema_params", state["params"]))
-    write_json(workdir / DIFF_META, {
-        "config": _config_dict(config), "steps": settings.steps,
-        "latent_scale": float(latent_scale), "ae_fingerprint": ae_meta["fingerprint"],
-        "n_params": int(sum(p.size for p in jax.tree.leaves(params))),
-    })
-    save_pytree(workdir / DIFF_DIR, {"params": params, "latent_scale": latent_scale})
+    state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
+                               ckpt_dir=checkpoint_dir, desc="diffusion",
+                               metrics_fn=metrics_fn, mesh=mesh)
+    params = _final_variables(state)["params"]
+    meta = {"process": plain(process), "model": plain(model), "train": plain(train),
+            "steps": settings.steps, "latent_scale": float(latent_scale),
+            "ae_fingerprint": ae_fingerprint,
+            "n_params": int(sum(p.size for p in jax.tree.leaves(params)))}
+    return {"params": params, "latent_scale": latent_scale}, meta

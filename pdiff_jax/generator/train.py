@@ -21,25 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from pdiff_jax import sharding
-from pdiff_jax.checkpoint import TrainCheckpoints
+from pdiff_jax.train_loop import resumable_loop
 
 from .autoencoder import reconstruction_loss
 from .diffusion import Schedule, diffusion_loss
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN/inf; the message names the step and what to try."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,20 +48,13 @@ class TrainSettings:
     checkpoint_every: int = 500
 
 
-@functools.cache
-def make_optimizer(learning_rate: float, b1: float, b2: float,
-                   weight_decay: float) -> optax.GradientTransformation:
-    # Cached so equal settings give the same (hashable) object: no retracing.
-    return optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay)
-
-
 def ema_decay_at(step, decay: float):
     """Warmed-up EMA decay min(decay, (1 + step) / (10 + step))."""
     step = jnp.asarray(step, jnp.float32)
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def init_state(variables: dict, tx, *, ema: bool) -> dict:
+def init_generator_state(variables: dict, tx, *, ema: bool) -> dict:
     params = variables["params"]
     state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
     if ema:  # a copy: donating the same buffer twice fails
@@ -150,46 +136,13 @@ def place_tree(tree, mesh):
     return sharding.replicate(tree, mesh)
 
 
-def run_loop(step_fn: Callable, state: dict, data, key, settings: TrainSettings, *,
-             ckpt_dir: Path, desc: str, metrics_fn=None, mesh=None) -> dict:
-    """Run ``step_fn(state, data, key) -> (state, loss)`` to ``settings.steps`` with
-    resume from ``ckpt_dir``, a NaN guard at every log point, tqdm and ``metrics_fn``."""
-    with TrainCheckpoints(ckpt_dir) as ckpts:
-        start, restored = ckpts.restore_latest(state)
-        if restored is not None:
-            state = place_tree(restored, mesh)
-        pending: list = []
-        t0, s0 = time.perf_counter(), start
-        bar = tqdm(total=settings.steps, initial=start, desc=desc, leave=False,
-                   dynamic_ncols=True, mininterval=1.0)
-        try:
-            for s in range(start, settings.steps):
-                state, loss = step_fn(state, data, key)
-                done = s + 1
-                pending.append(loss)
-                at_ckpt = done % settings.checkpoint_every == 0 and done < settings.steps
-                if not (done % settings.log_every == 0 or done == settings.steps or at_ckpt):
-                    continue
-                losses = np.asarray(jax.device_get(pending), np.float64)
-                first = done - len(pending) + 1
-                pending = []
-                bad = np.flatnonzero(~np.isfinite(losses))
-                if bad.size:
-                    raise TrainingDivergedError(
-                        f"{desc}: loss became {losses[bad[0]]} at step {first + bad[0]}. "
-                        "Try a lower learning rate, and check the zoo for NaN/inf or "
-                        "extreme values.")
-                if at_ckpt:
-                    ckpts.save(done, jax.tree.map(np.array, state))  # host copy: state is donated
-                now = time.perf_counter()
-                rec = {"stage": desc, "loss": float(losses.mean()),
-                       "loss_last": float(losses[-1]),
-                       "steps_per_s": (done - s0) / max(now - t0, 1e-9)}
-                t0, s0 = now, done
-                bar.update(done - bar.n)
-                bar.set_postfix(loss=f"{rec['loss']:.4g}")
-                if metrics_fn is not None:
-                    metrics_fn(done, rec)
-        finally:
-            bar.close()
-    return state
+def run_generator_loop(step_fn: Callable, state: dict, data, key, settings: TrainSettings, *,
+                       ckpt_dir: Path | None, desc: str, metrics_fn=None, mesh=None) -> dict:
+    """Run ``step_fn(state, data, key) -> (state, loss)`` for ``settings.steps`` steps on
+    the shared resumable loop (checkpoints in ``ckpt_dir``, NaN check at each log point)."""
+    return resumable_loop(
+        lambda s, _: step_fn(s, data, key), state, total=settings.steps, desc=desc,
+        hint=("Try a lower learning rate, and check the zoo for NaN/inf or extreme values."),
+        ckpt_dir=ckpt_dir, checkpoint_every=settings.checkpoint_every,
+        check_every=settings.log_every, restore=lambda r: place_tree(r, mesh),
+        metrics_fn=metrics_fn)

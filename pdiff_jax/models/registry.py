@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from pdiff_jax.models.layers import record_splits
+from pdiff_jax.subset import variable_paths
 
 Factory = Callable[..., "ModelDef"]
 
@@ -41,13 +42,6 @@ _FACTORIES: dict[str, Factory] = {}
 # Modules of this package whose import registers models (missing ones are skipped).
 _BUILTIN_MODULES = ("mlp", "convnet", "resnet", "vit", "convnext")
 _builtins_loaded = False
-
-
-def variable_paths(variables: Any) -> list[str]:
-    """'/'-joined paths of the leaves, collection first: ['params/fc/bias', ...]."""
-    leaves = jax.tree_util.tree_flatten_with_path(variables)[0]
-    return ["/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-            for path, _ in leaves]
 
 
 @dataclasses.dataclass(frozen=True)

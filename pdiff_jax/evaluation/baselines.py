@@ -24,28 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdiff_jax.subset import segment_ids
+
 
 def _as_zoo(zoo) -> jax.Array:
     z = jnp.asarray(zoo, dtype=jnp.float32)
     if z.ndim != 2 or z.shape[0] == 0:
         raise ValueError(f"zoo must be f32[K, D] with K >= 1, got shape {z.shape}")
     return z
-
-
-def segment_ids(segments: Sequence[int] | None, dim: int) -> np.ndarray:
-    """i32[D]: for each coordinate of the flat vector, the index of its tensor.
-
-    segments: sizes of the tensors in flattening order; they must sum to D.
-    None means the whole vector is one tensor.
-    """
-    if segments is None:
-        segments = [dim]
-    sizes = np.asarray(list(segments), dtype=np.int64)
-    if sizes.ndim != 1 or sizes.size == 0 or np.any(sizes <= 0):
-        raise ValueError(f"segments must be positive tensor sizes, got {list(segments)}")
-    if int(sizes.sum()) != dim:
-        raise ValueError(f"segments sum to {int(sizes.sum())}, but D = {dim}")
-    return np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)
 
 
 def tensor_scales(zoo, segments: Sequence[int] | None = None) -> np.ndarray:

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pdiff_jax import novelty
+from pdiff_jax.evaluation import novelty
 
 
 def brute_iou(a, b):

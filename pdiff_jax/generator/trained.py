@@ -1,50 +1,34 @@
-"""The trained generator: artifacts on disk, module rebuilding, encode/decode/sample.
+"""A trained generator, rebuilt from its stored artifacts: encode, decode, sample.
 
-Artifacts under a workdir (written by :mod:`pdiff_jax.generator.stages`):
-  autoencoder/       Orbax: params (+ batch_stats), normalizer mean/std, zoo latents
-  autoencoder.json   config, D, K, segments, zoo fingerprint, geometry, metrics
-  diffusion/         Orbax: denoiser EMA params, latent_scale
-  diffusion.json     config, metrics
-The modules are rebuilt from the stored config, so loading needs no config.
+``TrainedGenerator`` holds the autoencoder (with the zoo normalizer and the
+zoo's latents) and, once trained, the latent denoiser. The modules are rebuilt
+from the keyword arguments stored in the artifacts' meta, so loading needs no
+config. ``load_generator(workdir)`` reads ``artifacts.AUTOENCODER`` and
+``artifacts.DIFFUSION``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from pdiff_jax.checkpoint import CheckpointError, read_json, restore_pytree
+from pdiff_jax import artifacts
+from pdiff_jax.checkpoint import CheckpointError
 
 from . import autoencoder as ae_lib
 from . import diffusion as dp
 from .denoiser import UNet1D
 from .normalize import Normalizer, denormalize, normalize
+from .sampling import SamplerSettings
 
-AE_DIR, AE_META = "autoencoder", "autoencoder.json"
-DIFF_DIR, DIFF_META = "diffusion", "diffusion.json"
-SAMPLERS = ("ddpm", "ddim")
-
-
-def module_kwargs(section) -> dict:
-    """A config section -> hashable keyword arguments (lists become tuples)."""
-    d = section.to_dict() if isinstance(section, ml_collections.ConfigDict) else dict(section)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-
-def build_autoencoder(D: int, config):
-    """The autoencoder module of ``config.autoencoder.model.kind`` ('conv' when absent,
-    as in artifacts written before the key existed)."""
-    return ae_lib.build(D, **module_kwargs(config.autoencoder.model))
-
-
-def build_denoiser(config) -> UNet1D:
-    return UNet1D(**module_kwargs(config.diffusion.model))
+DEFAULT_SAMPLER = SamplerSettings()
+TRAIN_HINT = "run `python -m pdiff_jax.main --workdir {workdir} --stages={stage}`"
 
 
 def zoo_fingerprint(vectors) -> str:
@@ -104,18 +88,19 @@ def _sample_latents(params, sched, key, *, model, shape, sampler, steps, eta, cl
                           return_trajectory=trajectory)
 
 
-class Generator:
-    """A trained p-diff generator (autoencoder + latent diffusion)."""
+class TrainedGenerator:
+    """A trained p-diff generator (parameter autoencoder + latent diffusion)."""
 
-    def __init__(self, *, ae_meta: dict, ae_arrays: dict, diff_meta: dict | None = None,
-                 diff_arrays: dict | None = None):
-        self.config = ml_collections.ConfigDict(ae_meta["config"])
+    def __init__(self, ae_arrays: dict, ae_meta: dict, diff_arrays: dict | None = None,
+                 diff_meta: dict | None = None):
         self.D = int(ae_meta["D"])
         self.K = int(ae_meta["K"])
         self.fingerprint = ae_meta["fingerprint"]
-        self.segments = ae_meta.get("segments")
         self.meta = ae_meta
-        self.ae = build_autoencoder(self.D, self.config)
+        ae_kwargs = dict(ae_meta["model"])
+        self.latent_bound = float(ae_kwargs.get("latent_bound", 1.0))
+        self.ae = ae_lib.build(self.D, **{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in ae_kwargs.items()})
         self.ae_variables = {"params": ae_arrays["params"]}
         if "batch_stats" in ae_arrays:
             self.ae_variables["batch_stats"] = ae_arrays["batch_stats"]
@@ -125,13 +110,12 @@ class Generator:
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
         self.has_diffusion = diff_arrays is not None
         if self.has_diffusion:
-            dcfg = ml_collections.ConfigDict(diff_meta["config"])
-            self.diffusion_config = dcfg
-            self.denoiser = build_denoiser(dcfg)
+            model = {k: tuple(v) if isinstance(v, list) else v
+                     for k, v in diff_meta["model"].items()}
+            self.denoiser = UNet1D(**model)
             self.denoiser_params = diff_arrays["params"]
             self.latent_scale = float(diff_arrays["latent_scale"])
-            self.schedule = dp.linear_schedule(**module_kwargs(dcfg.diffusion.process))
-            self.sampling_defaults = module_kwargs(dcfg.sampling)
+            self.schedule = dp.linear_schedule(**diff_meta["process"])
 
     # -- autoencoder -------------------------------------------------------------------
     def encode(self, vectors) -> np.ndarray:
@@ -146,45 +130,29 @@ class Generator:
         return denormalize(self.normalizer, decode_normalized(self.ae, self.ae_variables, z))
 
     # -- diffusion ---------------------------------------------------------------------
-    def sample_latents(self, key, n: int, *, sampler: str | None = None,
-                       steps: int | None = None, eta: float | None = None,
-                       clip_denoised: bool | None = None, return_trajectory: bool = False):
+    def sample_latents(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER, *,
+                       return_trajectory: bool = False):
         """n latents f32[n, L, C] (AE units); with ``return_trajectory`` also
         f32[S + 1, n, L, C] (from pure noise to the result). Pure function of ``key``."""
         if not self.has_diffusion:
-            raise CheckpointError("this generator has no diffusion model; run "
-                                  "pdiff_jax.generator.train_diffusion first")
-        if int(n) <= 0:
-            raise ValueError(f"n must be positive, got {n}")
-        d = self.sampling_defaults
-        sampler = d["sampler"] if sampler is None else sampler
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-        steps = d["steps"] if steps is None else steps
-        if sampler == "ddpm" and steps not in (None, self.schedule.T):
-            raise ValueError(f"ddpm runs all T = {self.schedule.T} steps; use sampler='ddim' "
-                             f"for {steps} steps")
-        if sampler == "ddim":
-            steps = 50 if steps is None else int(steps)
-        eta = float(d["eta"] if eta is None else eta)
-        clip = d["clip_denoised"] if clip_denoised is None else clip_denoised
-        bound = float(self.config.autoencoder.model.latent_bound) * self.latent_scale
+            raise CheckpointError("this generator has no diffusion model yet; "
+                                  "run the pipeline's 'diffusion' stage first")
+        if not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"n must be a positive number of samples, got {n!r}")
+        clip = self.latent_bound * self.latent_scale if settings.clip_denoised else None
         out = _sample_latents(self.denoiser_params, self.schedule, key, model=self.denoiser,
-                              shape=(int(n), *self.latent_shape), sampler=sampler,
-                              steps=steps if sampler == "ddim" else None, eta=eta,
-                              clip=bound if clip else None, trajectory=bool(return_trajectory))
+                              shape=(int(n), *self.latent_shape), sampler=settings.sampler,
+                              steps=settings.steps_for(self.schedule.T),
+                              eta=float(settings.eta), clip=clip,
+                              trajectory=bool(return_trajectory))
         if return_trajectory:
             z, traj = out
             return np.asarray(z) / self.latent_scale, np.asarray(traj) / self.latent_scale
         return np.asarray(out) / self.latent_scale
 
-    def sample(self, key, n: int, *, return_trajectory: bool = False, **kw):
-        """n generated parameter vectors f32[n, D]; with ``return_trajectory`` a tuple
-        (vectors, latent trajectory f32[S + 1, n, L, C]). Same key -> same output."""
-        out = self.sample_latents(key, n, return_trajectory=return_trajectory, **kw)
-        if return_trajectory:
-            return self.decode(out[0]), out[1]
-        return self.decode(out)
+    def sample(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER) -> np.ndarray:
+        """n generated parameter vectors f32[n, D]. Same key -> same output."""
+        return self.decode(self.sample_latents(key, n, settings))
 
     # -- compatibility -----------------------------------------------------------------
     def check_compatible(self, D: int, vectors=None, fingerprint: str | None = None) -> None:
@@ -201,26 +169,47 @@ class Generator:
                              "use the zoo it was trained on")
 
 
-def load_generator(workdir, *, require_diffusion: bool = True) -> Generator:
-    """Load the generator trained under ``workdir``.
+def load_generator(workdir, *, require_diffusion: bool = True) -> TrainedGenerator:
+    """The generator trained in the run directory ``workdir``.
 
-    Raises ``CheckpointError`` naming the function that trains the missing stage.
+    Raises ``CheckpointError`` naming the command that trains a missing stage.
     """
     workdir = Path(workdir)
-    if not (workdir / AE_DIR).exists() or not (workdir / AE_META).exists():
-        raise CheckpointError(
-            f"no trained autoencoder under {workdir} (expected {workdir / AE_DIR}); train one "
-            "with pdiff_jax.generator.train_autoencoder(vectors, config=..., workdir=...) "
-            "(the pipeline's generator stage), then train_diffusion")
-    ae_meta = read_json(workdir / AE_META)
-    ae_arrays = restore_pytree(workdir / AE_DIR)
-    diff_meta = diff_arrays = None
-    if (workdir / DIFF_DIR).exists() and (workdir / DIFF_META).exists():
-        diff_meta = read_json(workdir / DIFF_META)
-        diff_arrays = restore_pytree(workdir / DIFF_DIR)
+    ae_arrays, ae_meta = artifacts.load_artifact(
+        artifacts.artifact_dir(workdir, artifacts.AUTOENCODER), what="autoencoder",
+        hint=TRAIN_HINT.format(workdir=workdir, stage="autoencoder,diffusion"))
+    diff_dir = artifacts.artifact_dir(workdir, artifacts.DIFFUSION)
+    diff_arrays = diff_meta = None
+    if artifacts.exists(diff_dir):
+        diff_arrays, diff_meta = artifacts.load_artifact(diff_dir, what="diffusion model")
     elif require_diffusion:
-        raise CheckpointError(
-            f"no trained diffusion model under {workdir} (expected {workdir / DIFF_DIR}); "
-            "train it with pdiff_jax.generator.train_diffusion(config=..., workdir=...)")
-    return Generator(ae_meta=ae_meta, ae_arrays=ae_arrays, diff_meta=diff_meta,
-                     diff_arrays=diff_arrays)
+        raise CheckpointError(f"no trained diffusion model at {diff_dir}: "
+                              + TRAIN_HINT.format(workdir=workdir, stage="diffusion"))
+    return TrainedGenerator(ae_arrays, ae_meta, diff_arrays, diff_meta)
+
+
+def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSettings, *, n: int,
+                      trajectories: int = 0) -> tuple[dict, dict]:
+    """The sample stage: ``n`` latents decoded into parameter vectors, plus the decoded
+    paths of ``trajectories`` extra samples. Returns ``(arrays, meta)``."""
+    latents = np.asarray(generator.sample_latents(key, n, settings))
+    vectors = np.asarray(generator.decode(latents), np.float32)
+    if not np.all(np.isfinite(vectors)):
+        raise FloatingPointError("generated parameters contain NaN/inf: the generator diverged; "
+                                 "retrain it with a lower learning rate")
+    arrays = {"vectors": vectors, "latents": latents}
+    if trajectories > 0:
+        _, path = generator.sample_latents(jax.random.fold_in(key, 1), trajectories, settings,
+                                           return_trajectory=True)
+        arrays["trajectory"] = decode_trajectory(generator, np.asarray(path))
+    return arrays, {"sampling": dataclasses.asdict(settings), "n": int(n)}
+
+
+def decode_trajectory(generator: TrainedGenerator, latents: np.ndarray,
+                      points: int = 41) -> np.ndarray:
+    """Latent path ``f32[S + 1, n, ...]`` -> parameter path ``f32[n, points, D]`` (subsampled)."""
+    steps = np.unique(np.linspace(0, len(latents) - 1, points).round().astype(int))
+    picked = latents[steps]                                   # [T, n, ...]
+    flat = picked.reshape(-1, *picked.shape[2:])
+    decoded = np.asarray(generator.decode(flat), np.float32)  # [T * n, D]
+    return decoded.reshape(len(steps), picked.shape[1], -1).transpose(1, 0, 2)

@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pdiff_jax import novelty as nov
-from pdiff_jax import protocol
+from pdiff_jax.evaluation import novelty as nov
+from pdiff_jax.evaluation import protocol
 
 
 class Group(NamedTuple):

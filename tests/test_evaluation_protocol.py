@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pdiff_jax import protocol
+from pdiff_jax.evaluation import protocol
 
 
 def test_best_is_selected_by_train_not_test():

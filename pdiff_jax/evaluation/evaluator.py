@@ -138,3 +138,19 @@ class ManyModelEvaluator:
                 correct[m:m + real, i:stop] = sharding.to_host(out)[:real, :stop - i]
         accuracy = 100.0 * correct.mean(axis=1, dtype=np.float64)
         return accuracy.astype(np.float32), ~correct
+
+
+def make_evaluator(model_def, base, spec: ParamSpec, split_point, dataset, *, mesh=None,
+                   train_examples: int = 0,
+                   batch_size: int = 1000, models_per_call: int = 100,
+                   vectorize: str = "vmap") -> ManyModelEvaluator:
+    """The evaluator of a zoo's parameter sets (``base``/``spec``/``split_point`` as in
+    ``Zoo``): the first ``train_examples`` training examples (0 = all) for selecting
+    "best", the test set for reporting."""
+    n_train = int(train_examples or 0) or len(dataset.y_train)
+    return ManyModelEvaluator(
+        model_def, base, spec,
+        {"train": (dataset.x_train[:n_train], dataset.y_train[:n_train]),
+         "test": (dataset.x_test, dataset.y_test)},
+        split_point=split_point, mesh=mesh, batch_size=batch_size,
+        models_per_call=models_per_call, vectorize=vectorize)

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from pdiff_jax import plots, report
+from pdiff_jax.evaluation import plots, report
 
 N_TEST, K, N_GEN, D = 400, 12, 10, 20
 

@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from pdiff_jax import baselines
+from pdiff_jax.evaluation import baselines
 
 
 def make_zoo(k=64, seed=0):

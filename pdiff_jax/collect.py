@@ -1,0 +1,138 @@
+"""Stage 1, collect: train the parameter sets the generator learns from.
+
+Two modes, as in the paper:
+  * ``subset``: train one network, then freeze everything but a subset (by
+    default the architecture's last two normalization layers) and keep
+    training the subset, saving K snapshots of it. The frozen head is run
+    once: the activations entering the first layer that touches the subset
+    are cached, and only the tail is trained.
+  * ``seed``: K whole networks trained from different initialisations and
+    data orders; the subset is every variable.
+
+``collect_vectors`` returns the base variables, the stacked vectors
+``f32[K, D]``, the ``ParamSpec`` and the split point; the pipeline measures
+their accuracies and stores them as a ``Zoo``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from pdiff_jax import sharding, training
+from pdiff_jax.evaluation.evaluator import compute_tail_inputs
+from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.train_loop import resumable_loop
+
+MODES = ("subset", "seed")
+
+
+def selector_of(selector, mode: str, model_def):
+    """The configured selector, or the architecture's default subset."""
+    if not selector:
+        return model_def if mode == "subset" else ".*"
+    return selector
+
+
+def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: str = "subset",
+                    selector="", init_from: str = "", epochs: int, batch_size: int,
+                    optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                    schedule: str = "constant", milestones=(0.5, 0.75), augment: str = "",
+                    num_models: int, save_every: int = 1, subset_optimizer: str = "sgd",
+                    subset_lr: float = 0.01, subset_batch_size: int = 128,
+                    models_per_step: int = 1, checkpoint_every: int = 50, mesh=None,
+                    metrics_fn=None) -> tuple[dict, np.ndarray, ParamSpec, str | None]:
+    """Build the zoo's parameter sets; the keywords are the ``zoo`` config section.
+
+    Returns ``(base variables, vectors f32[K, D], spec, split point)``; resumable
+    training state goes under ``checkpoints``.
+    """
+    mesh = mesh or sharding.make_mesh()
+    recipe = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                  momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+                  milestones=tuple(milestones), augment=augment)
+    selector = selector_of(selector, mode, model_def)
+    if mode == "subset":
+        out = _subset_zoo(dataset, model_def, selector, init_from, recipe, seed=seed,
+                          num_models=num_models, save_every=save_every,
+                          subset_optimizer=subset_optimizer, subset_lr=subset_lr,
+                          subset_batch_size=subset_batch_size,
+                          checkpoint_every=checkpoint_every, checkpoints=checkpoints,
+                          mesh=mesh, metrics_fn=metrics_fn)
+    elif mode == "seed":
+        out = _seed_zoo(dataset, model_def, selector, recipe, seed=seed, num_models=num_models,
+                        models_per_step=models_per_step, checkpoints=checkpoints, mesh=mesh,
+                        metrics_fn=metrics_fn)
+    else:
+        raise ValueError(f"zoo.mode must be one of {MODES}, not {mode!r}")
+    if not np.all(np.isfinite(out[1])):
+        raise FloatingPointError("the zoo contains NaN or inf parameters: training diverged; "
+                                 "lower zoo.lr / zoo.subset_lr")
+    return out
+
+
+def _initial_variables(init_from: str, model_def, seed: int) -> dict:
+    if init_from:
+        from pdiff_jax.convert import load_torch_weights
+        logging.info("zoo: starting from converted weights %s", init_from)
+        return load_torch_weights(init_from, model_def.name, model_def=model_def)
+    return jax.device_get(model_def.init(jax.random.key(seed)))
+
+
+def _subset_zoo(dataset, model_def, selector, init_from, recipe, *, seed, num_models,
+                save_every, subset_optimizer, subset_lr, subset_batch_size, checkpoint_every,
+                checkpoints, mesh, metrics_fn):
+    variables = _initial_variables(init_from, model_def, seed)
+    # Before training: a selector that matches nothing fails at once, not after the epochs.
+    spec = ParamSpec.from_variables(variables, selector)
+    if recipe["epochs"] > 0:
+        variables = training.train_classifier(
+            model_def, variables, dataset.x_train, dataset.y_train, seed=seed, mesh=mesh,
+            checkpoint_dir=checkpoints / "base", metrics_fn=metrics_fn, desc="base", **recipe)
+    split = model_def.split_point_for(spec.names)
+    logging.info("zoo: subset of %d numbers in %d tensors; tail starts at %s", spec.size,
+                 len(spec.names), split)
+    tail_inputs = compute_tail_inputs(model_def, variables, dataset.x_train, split, mesh=mesh,
+                                      desc="frozen head")
+    vectors = training.train_subset_snapshots(
+        model_def, variables, spec, split, tail_inputs, dataset.y_train,
+        num_snapshots=num_models, save_every=save_every, optimizer=subset_optimizer,
+        lr=subset_lr, batch_size=subset_batch_size, momentum=recipe["momentum"], seed=seed,
+        mesh=mesh, checkpoint_dir=checkpoints / "subset", checkpoint_every=checkpoint_every,
+        metrics_fn=metrics_fn)
+    return variables, vectors, spec, split
+
+
+def seed_of_member(seed: int, i: int) -> int:
+    """The seed of seed-zoo member ``i``: its initialisation and data order."""
+    return seed * 100003 + i
+
+
+def _seed_zoo(dataset, model_def, selector, recipe, *, seed, num_models, models_per_step,
+              checkpoints, mesh, metrics_fn):
+    """K networks from seeds ``seed_of_member(seed, i)``; the subset covers all variables."""
+    first = jax.device_get(model_def.init(jax.random.key(seed)))
+    spec = ParamSpec.from_variables(first, selector)
+    group = max(1, int(models_per_step))
+    K = int(num_models)
+
+    def train_group(state, g):
+        ids = list(range(g * group, min((g + 1) * group, K)))
+        trained = training.train_classifiers_batched(
+            model_def, [seed_of_member(seed, i) for i in ids], dataset.x_train,
+            dataset.y_train, mesh=mesh, metrics_fn=metrics_fn, **recipe)
+        for i, variables in zip(ids, trained, strict=True):
+            state["vectors"][i] = np.asarray(flatten_subset(variables, spec))
+        return state, 0.0   # each model's training checks its own losses
+
+    state = resumable_loop(train_group, {"vectors": np.zeros((K, spec.size), np.float32)},
+                           total=-(-K // group), desc="seed zoo", unit="group",
+                           hint=training.LR_HINT, ckpt_dir=checkpoints / "seed",
+                           restore=lambda r: {"vectors": np.array(r["vectors"])})
+    vectors = state["vectors"]
+    base = merge(first, unflatten_subset(jnp.asarray(vectors[0]), spec))
+    return jax.device_get(base), vectors, spec, None

@@ -1,0 +1,72 @@
+"""The report stage: pictures, report.md, results.json and the printed summary,
+rendered from a run's stored artifacts (so it can be redone at any time).
+
+Every stage's time is read from its artifact's meta, so the report shows them
+all whichever command (or notebook call) finished the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from pdiff_jax import artifacts
+from pdiff_jax.checkpoint import read_json
+from pdiff_jax.evaluation import plots, report
+
+TIMED = ((artifacts.ZOO, "collect"), (artifacts.AUTOENCODER, "autoencoder"),
+         (artifacts.DIFFUSION, "diffusion"), (artifacts.SAMPLES, "sample"),
+         (artifacts.EVALUATION, "evaluate"))
+
+
+def stage_seconds(workdir: Path) -> dict[str, float]:
+    """``{stage: seconds}`` of every finished stage, from the artifacts' meta."""
+    out = {}
+    for name, stage in TIMED:
+        meta = artifacts.artifact_dir(workdir, name) / "meta.json"
+        if meta.is_file():
+            seconds = read_json(meta).get("seconds")
+            if seconds is not None:
+                out[stage] = seconds
+    return out
+
+
+def render_report(workdir: Path, *, config: dict, key, tsne: bool = True,
+                  write: bool = True) -> dict:
+    """Write the report files of ``workdir`` and return the results dict.
+
+    Every process calls this (restoring artifacts is collective); only the one
+    with ``write`` renders files. ``key`` draws the latent noise of the t-SNE plot.
+    """
+    from pdiff_jax.generator import load_generator
+    from pdiff_jax.zoo import load_zoo
+
+    _, results = artifacts.load_artifact(artifacts.artifact_dir(workdir, artifacts.EVALUATION),
+                                         what="evaluation", hint="run the 'evaluate' stage")
+    results.pop("seconds", None)   # the stage's own time; it goes to timings_s below
+    samples, _ = artifacts.load_artifact(artifacts.artifact_dir(workdir, artifacts.SAMPLES),
+                                         what="samples", hint="run the 'sample' stage")
+    zoo = load_zoo(artifacts.artifact_dir(workdir, artifacts.ZOO))
+    latents_orig = np.asarray(load_generator(workdir).encode(zoo.vectors))
+    latents_gen = np.asarray(samples["latents"])
+    noise = np.asarray(jax.random.normal(key, latents_orig.shape))
+    if not write:
+        return results
+    flat = lambda z: z.reshape(len(z), -1)
+    pictures = {}
+    if tsne or "trajectory" in samples:
+        pictures = plots.plot_all(
+            results, workdir, latents_orig=flat(latents_orig) if tsne else None,
+            latents_gen=flat(latents_gen), latents_noisy=flat(latents_orig + 0.1 * noise),
+            trajectories=samples.get("trajectory"), zoo=zoo.vectors,
+            generated=samples["vectors"])
+    timings = dict(results.get("meta", {}).get("timings_s", {}))
+    timings.update(stage_seconds(workdir))
+    results.setdefault("meta", {})["timings_s"] = timings
+    results["meta"]["config"] = config
+    report.write_results_json(results, workdir)
+    report.write_report(results, workdir, pictures)
+    print(report.summary_text(results))
+    return results

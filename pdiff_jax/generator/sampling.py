@@ -1,0 +1,41 @@
+"""How latents are sampled: the one definition of the sampler settings.
+
+The config section ``generator.sampling`` holds exactly these fields; the
+sample stage, ``TrainedGenerator.sample`` and ``pdiff_jax.sample`` all take a
+``SamplerSettings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+SAMPLERS = ("ddpm", "ddim")
+DDIM_DEFAULT_STEPS = 50   # the DDIM paper's usual budget; ~20x faster than 1000 DDPM steps
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+    """``sampler``: 'ddpm' (all T steps) or 'ddim'; ``steps``: DDIM steps (0: the default
+    of 50; DDPM accepts only 0 or T); ``eta``: DDIM stochasticity (0 = deterministic);
+    ``clip_denoised``: clip the predicted clean latent to the AE's latent bound."""
+
+    sampler: str = "ddpm"
+    steps: int = 0
+    eta: float = 0.0
+    clip_denoised: bool = True
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.steps is None or int(self.steps) < 0:
+            raise ValueError(f"sampling steps must be >= 0 (0 = the sampler's default), "
+                             f"got {self.steps!r}")
+
+    def steps_for(self, num_timesteps: int) -> int | None:
+        """DDIM's step count, or None for DDPM (which runs all ``num_timesteps``)."""
+        if self.sampler == "ddpm":
+            if self.steps not in (0, num_timesteps):
+                raise ValueError(f"ddpm runs all T = {num_timesteps} steps; use sampler='ddim' "
+                                 f"for {self.steps} steps")
+            return None
+        return int(self.steps) or DDIM_DEFAULT_STEPS

@@ -1,0 +1,103 @@
+"""Which config a workdir holds, and whether a command may run in it.
+
+A workdir's ``config.json`` is the config its finished artifacts were made
+with. A new command's config is accepted when every difference lies in config
+sections that no finished artifact was made from (a failed first attempt
+finished nothing, so its corrected command simply takes the workdir over);
+otherwise the error names the differing keys, the artifacts they invalidate,
+and what to do. Finished work is never deleted here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from absl import logging
+
+from pdiff_jax import artifacts
+from pdiff_jax.checkpoint import read_json
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot take this command (unwritable, another run's artifacts, ...)."""
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _changed_keys(old: dict, new: dict) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+def _reads(key: str, sections) -> bool:
+    return any(key == s or key.startswith(s + ".") for s in sections)
+
+
+def adopt(workdir: Path, config, stages) -> None:
+    """Check that ``workdir`` is writable and may run ``config``; see the module doc."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"cannot create workdir {workdir}: {e}; pass a writable "
+                           "--workdir") from e
+    if not os.access(workdir, os.W_OK):
+        raise WorkdirError(f"workdir {workdir} is not writable; pass a writable --workdir")
+    saved = workdir / artifacts.CONFIG_JSON
+    if not saved.exists():
+        return
+    changed = _changed_keys(read_json(saved), json.loads(config.to_json_best_effort()))
+    if not changed:
+        return
+    finished = [s for s in stages if s.artifact
+                and artifacts.exists(artifacts.artifact_dir(workdir, s.artifact))]
+    # A stage's artifact depends on its own sections and on those of every stage before it.
+    invalid, sections = [], []
+    for stage in stages:
+        sections += list(stage.sections)
+        if stage in finished and any(_reads(k, sections) for k in changed):
+            invalid.append(stage)
+    if invalid:
+        names = ", ".join(f"{artifacts.artifact_dir(workdir, s.artifact)}/" for s in invalid)
+        raise WorkdirError(
+            f"{workdir} holds artifacts made with another config ({', '.join(changed[:5])}"
+            f"{' ...' if len(changed) > 5 else ''} differ from {saved}); they would not "
+            f"match this config. Use a new --workdir, or delete {names} to recompute them "
+            "(the other artifacts are kept).")
+    logging.info("workdir %s: taking the new config (%s changed; no finished artifact "
+                 "depends on it)", workdir, ", ".join(changed[:5]))
+    stale = artifacts.checkpoint_dir(workdir, "collect")
+    first = stages[0]
+    if stale.exists() and first not in finished and any(_reads(k, first.sections)
+                                                         for k in changed):
+        # Unfinished collection under the old settings cannot be resumed under new ones.
+        logging.info("removing %s: training state of the previous config", stale)
+        shutil.rmtree(stale)
+
+
+def check_prerequisites(workdir: Path, todo, stages) -> None:
+    """Every stage to run must find the artifacts of the stages before it, finished or
+    about to be made by this command; say which command makes a missing one."""
+    planned = {s.name for s in todo}
+    for i, stage in enumerate(stages):
+        if stage.name not in planned:
+            continue
+        for before in stages[:i]:
+            done = before.artifact is None or artifacts.exists(
+                artifacts.artifact_dir(workdir, before.artifact))
+            if not done and before.name not in planned:
+                raise WorkdirError(
+                    f"stage '{stage.name}' needs the '{before.name}' stage's result, which "
+                    f"{workdir} does not have yet: run the same command without --stages "
+                    f"(or with --stages={before.name},{stage.name}) to make it first")
