@@ -23,7 +23,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,25 +34,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_info
-from pdiff_jax.generator.generator import (
-    Generator,
-    build_autoencoder,
-    build_denoiser,
-)
 
 from pdiff_jax.generator import (
+    SamplerSettings,
+    TrainedGenerator,
     default_generator_config,
-    load_generator,
     train_autoencoder,
     train_diffusion,
 )
 from pdiff_jax.generator import diffusion as dp
-from pdiff_jax.generator.train import (
-    ae_train_step,
-    diffusion_train_step,
-    init_state,
-    make_optimizer,
-)
+from pdiff_jax.generator.autoencoder import build
+from pdiff_jax.generator.denoiser import UNet1D
+from pdiff_jax.generator.stages import plain
+from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
+from pdiff_jax.training import make_optimizer
+
+
+def build_autoencoder(D, cfg):
+    return build(D, **plain(cfg.autoencoder.model))
+
+
+def build_denoiser(cfg):
+    return UNet1D(**plain(cfg.diffusion.model))
+
+
+def train_generator(zoo, cfg, **ae_kw) -> TrainedGenerator:
+    """Both stages, as the pipeline runs them, without a workdir."""
+    ae, ae_meta = train_autoencoder(zoo, key=jax.random.key(0), normalization=cfg.normalization,
+                                    model=cfg.autoencoder.model, train=cfg.autoencoder.train,
+                                    **ae_kw)
+    diff, diff_meta = train_diffusion(ae["latents"], key=jax.random.key(1),
+                                      process=cfg.diffusion.process, model=cfg.diffusion.model,
+                                      train=cfg.diffusion.train)
+    return TrainedGenerator(ae, ae_meta, diff, diff_meta)
 
 
 def synthetic_zoo(K: int, D: int, seed: int = 0, rank: int = 8) -> np.ndarray:
@@ -84,9 +97,9 @@ def step_times(D: int, batch: int, repeats: int) -> dict:
     cfg = default_generator_config()
     K = batch
     x = jnp.asarray(synthetic_zoo(K, D))
-    tx = make_optimizer(1e-3, 0.9, 0.999, 2e-6)
+    tx = make_optimizer(optimizer="adamw", lr=1e-3, weight_decay=2e-6)
     ae = build_autoencoder(D, cfg)
-    holder = {"s": init_state(ae.init(jax.random.key(0), x[:1]), tx, ema=False)}
+    holder = {"s": init_generator_state(ae.init(jax.random.key(0), x[:1]), tx, ema=False)}
     step = functools.partial(ae_train_step, model=ae, tx=tx, batch_size=batch)
 
     def run_ae():
@@ -96,8 +109,8 @@ def step_times(D: int, batch: int, repeats: int) -> dict:
     t_ae = _median_time(run_ae, repeats)
     z = ae.apply({"params": holder["s"]["params"]}, x, method=ae.encode)
     den = build_denoiser(cfg)
-    dh = {"s": init_state(den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32)), tx,
-                          ema=True)}
+    den_vars = den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32))
+    dh = {"s": init_generator_state(den_vars, tx, ema=True)}
     dstep = functools.partial(diffusion_train_step, sched=dp.linear_schedule(), model=den,
                               tx=tx, batch_size=batch, ema_decay=0.9999)
 
@@ -131,8 +144,8 @@ def step_in_child(D: int, batch: int, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def untrained_generator(D: int, K: int = 8) -> Generator:
-    """A Generator with initialized (untrained) weights: sampling cost does not depend on them."""
+def untrained_generator(D: int, K: int = 8) -> TrainedGenerator:
+    """A generator with initialized (untrained) weights: sampling cost does not depend on them."""
     cfg = default_generator_config()
     ae = build_autoencoder(D, cfg)
     ae_params = ae.init(jax.random.key(0), jnp.zeros((1, D)))["params"]
@@ -140,23 +153,24 @@ def untrained_generator(D: int, K: int = 8) -> Generator:
                                   method=ae.encode))
     den = build_denoiser(cfg)
     d_params = den.init(jax.random.key(1), latents[:1], jnp.zeros((1,), jnp.int32))["params"]
-    meta = {"config": cfg.to_dict(), "D": D, "K": K, "fingerprint": "bench"}
+    meta = {"model": plain(cfg.autoencoder.model), "D": D, "K": K, "fingerprint": "bench"}
     arrays = {"params": ae_params, "latents": latents,
               "normalizer": {"mean": np.zeros(D, np.float32), "std": np.ones(D, np.float32)}}
-    return Generator(ae_meta=meta, ae_arrays=arrays, diff_meta={"config": cfg.to_dict()},
-                     diff_arrays={"params": d_params, "latent_scale": np.float32(1.0)})
+    return TrainedGenerator(arrays, meta, {"params": d_params, "latent_scale": np.float32(1.0)},
+                            {"model": plain(cfg.diffusion.model),
+                             "process": plain(cfg.diffusion.process)})
 
 
 def sampling_times(D: int, n: int, repeats: int) -> dict:
     gen = untrained_generator(D)
     out = {"D": D, "n": n}
-    for name, kw in (("ddpm_1000", {"sampler": "ddpm"}), ("ddim_50", {"sampler": "ddim",
-                                                                      "steps": 50})):
+    for name, settings in (("ddpm_1000", SamplerSettings("ddpm")),
+                           ("ddim_50", SamplerSettings("ddim", 50))):
         t = time.perf_counter()
-        gen.sample(jax.random.key(0), n, **kw)
+        gen.sample(jax.random.key(0), n, settings)
         out[name + "_first_s"] = time.perf_counter() - t
         keys = iter(range(1, repeats + 2))
-        run = lambda kw=kw, ks=keys: gen.sample(jax.random.key(next(ks)), n, **kw)
+        run = lambda st=settings, ks=keys: gen.sample(jax.random.key(next(ks)), n, st)
         out[name + "_s"] = _median_time(run, repeats)
     out["load"] = "/".join(f"{v:.1f}" for v in os.getloadavg())
     return out
@@ -166,22 +180,19 @@ def end_to_end(D: int, K: int) -> dict:
     """The DEFAULT schedule on a synthetic zoo, both stages, compilation included."""
     cfg = default_generator_config()
     zoo = synthetic_zoo(K, D)
-    with tempfile.TemporaryDirectory() as wd:
-        t0 = time.perf_counter()
-        train_autoencoder(zoo, config=cfg, workdir=wd, key=jax.random.key(0))
-        t1 = time.perf_counter()
-        train_diffusion(config=cfg, workdir=wd, key=jax.random.key(1))
-        t2 = time.perf_counter()
-        gen = load_generator(wd)
-        samples = gen.sample(jax.random.key(2), 100)
-        # How far samples are from the zoo, relative to the zoo's own spread.
-        spread = np.linalg.norm(zoo - zoo.mean(0), axis=1).mean()
-        d_nn = np.min(np.linalg.norm(samples[:, None] - zoo[None], axis=-1), axis=1)
-        return {"D": D, "K": K, "ae_steps": cfg.autoencoder.train.steps,
-                "diff_steps": cfg.diffusion.train.steps, "ae_s": t1 - t0, "diff_s": t2 - t1,
-                "total_s": t2 - t0, "rel_recon_error": gen.meta["rel_recon_error"],
-                "rel_recon_error_normalized": gen.meta["rel_recon_error_normalized"],
-                "sample_nn_dist_over_spread": float(np.median(d_nn) / spread)}
+    times = []
+    t0 = time.perf_counter()
+    gen = train_generator(zoo, cfg, metrics_fn=lambda s, r: times.append(time.perf_counter()))
+    t1, t2 = times[-1], time.perf_counter()   # the AE's last log, then the diffusion's end
+    samples = gen.sample(jax.random.key(2), 100)
+    # How far samples are from the zoo, relative to the zoo's own spread.
+    spread = np.linalg.norm(zoo - zoo.mean(0), axis=1).mean()
+    d_nn = np.min(np.linalg.norm(samples[:, None] - zoo[None], axis=-1), axis=1)
+    return {"D": D, "K": K, "ae_steps": cfg.autoencoder.train.steps,
+            "diff_steps": cfg.diffusion.train.steps, "ae_s": t1 - t0, "diff_s": t2 - t1,
+            "total_s": t2 - t0, "rel_recon_error": gen.meta["rel_recon_error"],
+            "rel_recon_error_normalized": gen.meta["rel_recon_error_normalized"],
+            "sample_nn_dist_over_spread": float(np.median(d_nn) / spread)}
 
 
 def memory_child(D: int, batch: int, steps: int) -> None:
@@ -189,16 +200,12 @@ def memory_child(D: int, batch: int, steps: int) -> None:
     for stage in (cfg.autoencoder.train, cfg.diffusion.train):
         stage.update(steps=steps, batch_size=batch, log_every=1, checkpoint_every=10**9)
     zoo = synthetic_zoo(batch, D, rank=4)
-    with tempfile.TemporaryDirectory() as wd:
-        times = []
-        t = time.perf_counter()
-        train_autoencoder(zoo, config=cfg, workdir=wd, key=jax.random.key(0),
-                          metrics_fn=lambda s, r: times.append(time.perf_counter()))
-        t_ae = time.perf_counter() - t
-        train_diffusion(config=cfg, workdir=wd, key=jax.random.key(1))
-        gen = load_generator(wd)
-        gen.sample(jax.random.key(0), 4, sampler="ddim", steps=10)
-        step_s = float(np.median(np.diff(times[:steps]))) if steps > 2 else float("nan")
+    times = []
+    t = time.perf_counter()
+    gen = train_generator(zoo, cfg, metrics_fn=lambda s, r: times.append(time.perf_counter()))
+    t_ae = times[-1] - t
+    gen.sample(jax.random.key(0), 4, SamplerSettings("ddim", 10))
+    step_s = float(np.median(np.diff(times[:steps]))) if steps > 2 else float("nan")
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({"D": D, "batch": batch, "peak_rss_gb": rss_gb, "ae_total_s": t_ae,
                       "ae_step_s": step_s}))
