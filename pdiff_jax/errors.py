@@ -86,4 +86,4 @@ def user_message(exc: BaseException) -> str:
     indented (instructions such as DataMissingError's commands are kept)."""
     text = str(exc).strip() or type(exc).__name__
     first, *rest = text.splitlines()
-    return "\n".join([first, *("  " + line.strip() for line in rest if line.strip())])
+    return "\n".join([first, *("  " + line for line in rest if line.strip())])
