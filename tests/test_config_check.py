@@ -151,8 +151,9 @@ def test_each_choice_rule_lists_the_choices(path, tfds_dir):
 
 
 def test_a_typo_in_a_choice_gets_a_did_you_mean(tfds_dir):
-    with pytest.raises(ConfigError, match=r"^zoo.optimizer must be one of 'sgd', 'adam', 'adamw', "
-                                          r"got 'adan'; did you mean --config.zoo.optimizer=adam\?$"):
+    with pytest.raises(ConfigError, match=r"^zoo.optimizer must be one of 'sgd', 'adam', "
+                                          r"'adamw', got 'adan'; did you mean "
+                                          r"--config.zoo.optimizer=adam\?$"):
         validate_config(_smoke(tfds_dir, zoo__optimizer="adan"))
 
 
