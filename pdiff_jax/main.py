@@ -53,7 +53,8 @@ def main(argv):
     if len(argv) > 1:
         raise errors.UsageError(f"unexpected arguments {argv[1:]}: every setting is a flag, "
                                 "e.g. --config.zoo.num_models=200 (see --helpfull)")
-    config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+    # 'file.py:arg' -> 'file.py' (ml_collections splits on ':' too).
+    config_file = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
     if not os.path.isfile(config_file):
         raise errors.UsageError(f"--config: no such file {config_file}; e.g. "
                                 "--config=configs/default.py (or configs/default.py:smoke)")
