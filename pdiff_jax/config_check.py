@@ -310,6 +310,10 @@ def check_data(name: str, *, data_dir: str = "", image_size: int = 0,
         h, w, c = spec.image_shape or (image_size, image_size, 3)
         num_classes = spec.num_classes
     elif loader._is_npz(name):
+        if not os.path.isfile(name):
+            raise catalog.DataMissingError(
+                f"data.name: no such .npz file: {name}; pass an existing .npz path or a known "
+                f"data set, e.g. --config.data.name=mnist")
         train, _, num_classes = loader._read_npz(name)
         h, w, c = train.x.shape[1:]
     else:

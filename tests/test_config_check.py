@@ -312,7 +312,9 @@ def test_checking_compiles_nothing(tfds_dir):
 
 
 def test_missing_npz(tmp_path):
-    with pytest.raises(DataMissingError, match=f"no such .npz file: {tmp_path}/mine.npz"):
+    with pytest.raises(DataMissingError, match=f"^data.name: no such .npz file: {tmp_path}/mine"
+                                               r".npz; pass an existing .npz path or a known data "
+                                               r"set, e.g. --config.data.name=mnist$"):
         validate_config(_with(get_config("smoke"), "data.name", str(tmp_path / "mine.npz")))
 
 
