@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
@@ -168,6 +168,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         # An unserialisable object must not leave a stray temporary file behind.
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """A new file next to ``path``, created with mode 0666 minus the umask.
+
+    Like every other artifact (0644 under the usual umask 022). ``tempfile.mkstemp``
+    would make it 0600 whatever the umask, and the rename keeps that mode.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")
 
 
 def read_json(path: str | os.PathLike) -> Any:

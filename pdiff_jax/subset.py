@@ -311,21 +311,55 @@ def select_subset(variables, spec: ParamSpec) -> dict:
 def flatten_subset(variables, spec: ParamSpec) -> jax.Array:
     """Concatenate the spec's leaves, cast to float32, in spec order: ``f32[D]``.
 
-    int32 leaves are exact only up to ``2**24`` in magnitude (float32 mantissa).
+    Every value must survive the trip back through :func:`unflatten_subset`
+    exactly, so integer leaves beyond ``2**24`` in magnitude (where float32 has
+    no more whole numbers) are refused; this is checked on concrete leaves only,
+    not on traced ones under ``jit``/``vmap``.
     """
     leaves = _checked_leaves(variables, spec)
     if not leaves:
         return jnp.zeros((0,), jnp.float32)
+    for name, leaf in zip(spec.names, leaves, strict=True):
+        _check_integer_leaf_fits(name, leaf)
     return jnp.concatenate([jnp.ravel(jnp.asarray(x)).astype(jnp.float32) for x in leaves])
 
 
+# float32 represents every integer up to this magnitude, and not all beyond.
+_FLOAT32_EXACT_INT = 2 ** 24
+
+
+def _is_integer_dtype(dtype) -> bool:
+    return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_)
+
+
+def _check_integer_leaf_fits(name: str, leaf) -> None:
+    if isinstance(leaf, jax.core.Tracer) or not _is_integer_dtype(leaf.dtype):
+        return
+    values = np.asarray(leaf)
+    if values.size and np.abs(values.astype(np.int64)).max() > _FLOAT32_EXACT_INT:
+        raise SubsetError(f"integer variable {name!r} holds values beyond 2**24 "
+                          f"(max |x| = {np.abs(values.astype(np.int64)).max()}), which a float32 "
+                          "vector cannot hold exactly; leave it out of the selector")
+
+
 def _check_vector(vector, spec: ParamSpec):
-    if not hasattr(vector, "dtype"):
-        vector = np.asarray(vector)
-    shape, dtype = _shape_dtype(vector)
+    """The one rule for vectors: a float32 array (numpy or JAX) of shape ``[D]``.
+
+    Anything else is refused rather than cast, since a cast can change values
+    without a trace: a float64 vector rounds (1 + 1e-12 becomes 1.0), a list
+    takes whatever dtype numpy infers. Under ``jit``/``vmap`` the same rule holds
+    for the traced vector's dtype and shape.
+    """
+    fix = "convert it on purpose with np.asarray(v, np.float32)"
+    if not (hasattr(vector, "dtype") and hasattr(vector, "shape")):
+        raise SubsetError(f"vector is a {type(vector).__name__}, not an array; expected "
+                          f"float32[{spec.size}]: {fix}")
+    # The dtype as given, not canonicalized: a float64 numpy vector is not float32.
+    dtype = np.dtype(vector.dtype)
     if dtype != np.float32:
-        raise SubsetError(f"vector has dtype {dtype.name}; expected float32 (cast explicitly: "
-                          "a silent cast could hide a lossy vector)")
+        raise SubsetError(f"vector has dtype {dtype.name}; expected float32 ({fix}, if the "
+                          "cast is what you mean: a silent cast could hide a lossy vector)")
+    shape = tuple(int(d) for d in vector.shape)
     if shape != (spec.size,):
         hint = (" (a batch of vectors? use jax.vmap(unflatten_subset, in_axes=(0, None)))"
                 if len(shape) == 2 and shape[-1] == spec.size else "")
@@ -333,17 +367,64 @@ def _check_vector(vector, spec: ParamSpec):
     return vector
 
 
+def _check_integer_values(vector, spec: ParamSpec) -> None:
+    """Integer and bool leaves take only values they hold exactly (6.0, not 6.99; bool 0 or 1).
+
+    Checked on a concrete vector; a traced one cannot be inspected, and its
+    values are rounded to the nearest integer instead (see :func:`unflatten_subset`).
+    """
+    if isinstance(vector, jax.core.Tracer):
+        return
+    host = None
+    for name, shape, dtype, offset in zip(spec.names, spec.shapes, spec.dtypes, spec.offsets,
+                                          strict=True):
+        if not _is_integer_dtype(dtype):
+            continue
+        if host is None:
+            host = np.asarray(vector)
+        part = host[offset:offset + int(np.prod(shape, dtype=np.int64))]
+        if jnp.issubdtype(dtype, jnp.bool_):
+            bad = ~np.isin(part, (0.0, 1.0))
+            allowed = "only 0 or 1"
+        else:
+            info = np.iinfo(dtype)
+            lo, hi = max(info.min, -_FLOAT32_EXACT_INT), min(info.max, _FLOAT32_EXACT_INT)
+            with np.errstate(invalid="ignore"):
+                bad = ~((part == np.round(part)) & (part >= lo) & (part <= hi))
+            allowed = f"only whole numbers in [{lo}, {hi}]"
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SubsetError(
+                f"vector[{offset + i}] = {part[i]!s} is for the {dtype} variable {name!r}, which "
+                f"takes {allowed}; a cast would change it silently. Round those entries "
+                f"(vector[{offset}:{offset + part.size}]) or leave {name!r} out of the selector")
+
+
 def unflatten_subset(vector, spec: ParamSpec) -> dict:
     """``f32[D]`` -> the nested subset pytree, with each leaf's shape and dtype restored.
 
     The result is nested dicts keyed like the variables, holding only the
     spec's leaves, e.g. ``{'params': {'bn3': {'scale': f32[C], 'bias': f32[C]}}}``.
+
+    One rule for what goes in: ``vector`` is a float32 array of shape ``[D]``
+    (numpy or JAX; a float64 array, another dtype or a list is refused: convert
+    it with ``np.asarray(v, np.float32)``), and no value may change on its way
+    into a leaf other than by rounding to that leaf's float precision: integer
+    and bool leaves take only whole numbers they can hold (6.0, not 6.99; a
+    bool 0 or 1). Values are checked when ``vector`` is concrete; under
+    ``jit``/``vmap`` they cannot be, and integer/bool leaves take the nearest
+    integer (``round``, not truncation).
     """
-    vector = jnp.asarray(_check_vector(vector, spec))
+    vector = _check_vector(vector, spec)
+    _check_integer_values(vector, spec)
+    vector = jnp.asarray(vector)
     leaves = []
     for shape, dtype, offset in zip(spec.shapes, spec.dtypes, spec.offsets, strict=True):
         n = int(np.prod(shape, dtype=np.int64))
-        leaves.append(vector[offset:offset + n].reshape(shape).astype(dtype))
+        part = vector[offset:offset + n].reshape(shape)
+        if _is_integer_dtype(dtype):
+            part = jnp.round(part)
+        leaves.append(part.astype(dtype))
     return _nest(spec, leaves)
 
 

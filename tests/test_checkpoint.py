@@ -265,3 +265,23 @@ def test_json_unserialisable_leaves_old_file_and_no_temporaries(tmp_path):
         write_json(path, {"bad": object()})
     assert read_json(path) == {"ok": True}
     assert os.listdir(tmp_path) == ["info.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_json_and_artifact_files_share_the_umask_mode(tmp_path, umask):
+    # config.json used to be 0600 (tempfile.mkstemp) while Orbax files were 0644.
+    from pdiff_jax.artifacts import save_artifact
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "config.json", {"a": 1})
+        write_json(tmp_path / "config.json", {"a": 2})  # a replacement too
+        save_artifact(tmp_path / "art", {"x": np.zeros(3, np.float32)}, {"m": 1})
+        (tmp_path / "plain.txt").write_text("x")  # what open() makes
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777
+             for p in tmp_path.rglob("*") if p.is_file()}
+    assert modes["config.json"] == 0o666 & ~umask
+    assert modes["art/meta.json"] == 0o666 & ~umask
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -410,7 +410,12 @@ def test_property_round_trip_random_trees(data):
 def test_property_random_vector_lands_in_place(data, seed):
     variables = _random_variables(data)
     spec = ParamSpec.from_variables(variables, ".*")
-    x = jnp.asarray(np.random.default_rng(seed).standard_normal(spec.size).astype(np.float32))
+    x = np.random.default_rng(seed).standard_normal(spec.size).astype(np.float32)
+    for dtype, offset, shape in zip(spec.dtypes, spec.offsets, spec.shapes, strict=True):
+        if dtype == "int32":  # integer leaves take whole numbers only
+            n = int(np.prod(shape))
+            x[offset:offset + n] = np.round(x[offset:offset + n] * 1000)
+    x = jnp.asarray(x)
     merged = merge(variables, unflatten_subset(x, spec))
     y = flatten_subset(merged, spec)
     # float32 leaves take the vector exactly; others take its value rounded to their dtype.
@@ -422,3 +427,108 @@ def test_property_random_vector_lands_in_place(data, seed):
     # Once rounded, a vector is a fixed point.
     np.testing.assert_array_equal(flatten_subset(merge(variables, unflatten_subset(y, spec)),
                                                  spec), y)
+
+
+# ---------------------------------------------------------------------------
+# The one rule for vectors: float32[D] in, no value changed silently on the way
+
+
+def _mixed_variables():
+    """Float, integer and bool leaves, as a network with counters and masks has."""
+    return {"params": {"w": jnp.asarray([0.5, -1.25, 3.0], jnp.float32)},
+            "state": {"count": jnp.asarray([6, -2], jnp.int32),
+                      "mask": jnp.asarray([True, False])}}
+
+
+def test_numpy_and_jax_float32_vectors_are_accepted():
+    variables = _mixed_variables()
+    spec = ParamSpec.from_variables(variables, ".*")
+    vec = np.asarray(flatten_subset(variables, spec))
+    assert vec.dtype == np.float32
+    for given_vector in (vec, jnp.asarray(vec)):
+        _assert_identical(unflatten_subset(given_vector, spec), select_subset(variables, spec))
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: np.asarray(v, np.float64),
+    lambda v: np.asarray(v, np.float64) + 1e-12,  # would round to v in float32
+], ids=["float64", "float64_lossy"])
+def test_float64_vector_is_refused_with_the_fix(conv, make):
+    spec = ParamSpec.from_variables(conv[1], CONV_DEF)
+    vec = make(np.ones(spec.size, np.float32))
+    with pytest.raises(SubsetError, match=r"dtype float64; expected float32 \(convert it on "
+                                          r"purpose with np\.asarray\(v, np\.float32\)"):
+        unflatten_subset(vec, spec)
+
+
+@pytest.mark.parametrize("vector", [[1.0] * 16, tuple([0.0] * 16), 1.0],
+                         ids=["list", "tuple", "scalar"])
+def test_non_array_vector_is_refused(conv, vector):
+    spec = ParamSpec.from_variables(conv[1], CONV_DEF)
+    assert spec.size == 16
+    with pytest.raises(SubsetError, match=r"vector is a (list|tuple|float), not an array; "
+                                          r"expected float32\[16\]: .*np\.asarray\(v, "
+                                          r"np\.float32\)"):
+        unflatten_subset(vector, spec)
+
+
+def _with(vec, index, value):
+    out = np.array(vec)
+    out[index] = value
+    return out
+
+
+@pytest.mark.parametrize("index, value, match", [
+    (3, 6.99, r"vector\[3\] = 6\.99 is for the int32 variable 'state/count', which takes only "
+              r"whole numbers in \[-16777216, 16777216\].*vector\[3:5\]"),
+    (4, np.nan, r"vector\[4\] = nan is for the int32 variable 'state/count'"),
+    (4, 2.0 ** 25, r"vector\[4\] = 3\.3554432e\+07 is for the int32 variable"),
+    (5, 0.4, r"vector\[5\] = 0\.4 is for the bool variable 'state/mask', which takes only "
+             r"0 or 1"),
+    (6, -1.0, r"vector\[6\] = -1\.0 is for the bool variable 'state/mask'"),
+], ids=["fraction", "nan", "beyond_2**24", "bool_fraction", "bool_minus_one"])
+def test_integer_and_bool_leaves_refuse_values_they_cannot_hold(index, value, match):
+    variables = _mixed_variables()
+    spec = ParamSpec.from_variables(variables, ".*")
+    assert spec.names == ("params/w", "state/count", "state/mask")
+    vec = _with(flatten_subset(variables, spec), index, value)
+    with pytest.raises(SubsetError, match=match):
+        unflatten_subset(vec, spec)
+
+
+def test_integer_and_bool_leaves_take_exact_whole_numbers():
+    variables = _mixed_variables()
+    spec = ParamSpec.from_variables(variables, ".*")
+    vec = np.asarray([0.5, -1.25, 3.0, 7.0, -16777216.0, 0.0, 1.0], np.float32)
+    subset = unflatten_subset(vec, spec)
+    np.testing.assert_array_equal(subset["state"]["count"], np.asarray([7, -16777216], np.int32))
+    np.testing.assert_array_equal(subset["state"]["mask"], np.asarray([False, True]))
+    chex.assert_type(subset["state"]["count"], jnp.int32)
+    chex.assert_type(subset["state"]["mask"], jnp.bool_)
+
+
+def test_traced_vectors_are_not_inspected_and_round_to_the_nearest_integer():
+    # Under jit/vmap values cannot be checked: integer leaves round (6.99 -> 7, not 6).
+    variables = _mixed_variables()
+    spec = ParamSpec.from_variables(variables, ".*")
+    vecs = np.stack([_with(flatten_subset(variables, spec), 3, v) for v in (6.99, 6.4, -2.6)])
+    counts = jax.jit(jax.vmap(lambda v: unflatten_subset(v, spec)["state"]["count"]))(vecs)
+    np.testing.assert_array_equal(counts[:, 0], [7, 6, -3])
+    mask = jax.jit(lambda v: unflatten_subset(v, spec)["state"]["mask"])(
+        _with(flatten_subset(variables, spec), 5, 0.4))
+    np.testing.assert_array_equal(mask, [False, False])
+    # The dtype and shape rule holds under tracing too (checked at trace time).
+    with pytest.raises(SubsetError, match="dtype int32; expected float32"):
+        jax.jit(lambda v: unflatten_subset(v, spec))(jnp.zeros(spec.size, jnp.int32))
+
+
+def test_flatten_refuses_integers_a_float32_vector_cannot_hold():
+    variables = _mixed_variables()
+    variables["state"]["count"] = jnp.asarray([2 ** 24, -(2 ** 24) - 1], jnp.int32)
+    spec = ParamSpec.from_variables(variables, ".*")
+    with pytest.raises(SubsetError, match=r"integer variable 'state/count' holds values beyond "
+                                          r"2\*\*24 \(max \|x\| = 16777217\)"):
+        flatten_subset(variables, spec)
+    # Traced leaves cannot be checked; flattening them under jit still works.
+    vec = jax.jit(lambda v: flatten_subset(v, spec))(variables)
+    chex.assert_shape(vec, (spec.size,))

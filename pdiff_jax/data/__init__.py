@@ -10,11 +10,12 @@ loaded, and TensorFlow never (array_record files are read without it).
 """
 
 from pdiff_jax.data.batches import iterate_batches
-from pdiff_jax.data.catalog import DATASETS, DataMissingError, DatasetSpec
+from pdiff_jax.data.catalog import DATASETS, DataFormatError, DataMissingError, DatasetSpec
 from pdiff_jax.data.loader import Dataset, load_dataset
 
 __all__ = [
     "DATASETS",
+    "DataFormatError",
     "DataMissingError",
     "Dataset",
     "DatasetSpec",

@@ -17,6 +17,10 @@ class DataMissingError(RuntimeError):
     """A data set is not available locally; the message says how to obtain it."""
 
 
+class DataFormatError(ValueError):
+    """A user's data file (``.npz``) is malformed; the message names the key and shape."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """How to read one data set through TFDS.

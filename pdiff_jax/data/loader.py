@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from pdiff_jax.data import preprocess, tfds_source
-from pdiff_jax.data.catalog import DATASETS, DataMissingError
+from pdiff_jax.data.catalog import DATASETS, DataFormatError, DataMissingError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _read_npz(path) -> tuple[_ArraySplit, _ArraySplit, int]:
     with np.load(path, allow_pickle=False) as f:
         missing = [k for k in NPZ_KEYS if k not in f.files]
         if missing:
-            raise ValueError(
+            raise DataFormatError(
                 f"{path} lacks key(s) {missing}; a data set .npz needs {list(NPZ_KEYS)}"
                 f" (found {f.files})"
             )
@@ -113,19 +113,19 @@ def _read_npz(path) -> tuple[_ArraySplit, _ArraySplit, int]:
         if x.ndim == 3:
             x = arrays[f"x_{split}"] = x[..., None]
         if x.ndim != 4 or x.shape[-1] not in (1, 3):
-            raise ValueError(
+            raise DataFormatError(
                 f"x_{split} has shape {x.shape}; expected [N, H, W] or [N, H, W, C], C in (1, 3)"
             )
         if not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
-            raise ValueError(f"x_{split} has dtype {x.dtype}; expected uint8 or floating")
+            raise DataFormatError(f"x_{split} has dtype {x.dtype}; expected uint8 or floating")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"y_{split} has shape {y.shape} dtype {y.dtype}; expected int[N]")
+            raise DataFormatError(f"y_{split} has shape {y.shape} dtype {y.dtype}; expected int[N]")
         if len(y) != len(x):
-            raise ValueError(f"y_{split} has shape {y.shape} but x_{split} has {len(x)} rows")
+            raise DataFormatError(f"y_{split} has shape {y.shape} but x_{split} has {len(x)} rows")
         if len(y) and y.min() < 0:
-            raise ValueError(f"y_{split} has negative labels")
+            raise DataFormatError(f"y_{split} has negative labels")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise ValueError(
+        raise DataFormatError(
             f"x_train images have shape {arrays['x_train'].shape[1:]} but x_test images have "
             f"{arrays['x_test'].shape[1:]}"
         )
@@ -222,7 +222,8 @@ def load_dataset(
 
     Raises:
       DataMissingError: the data set is not prepared in ``data_dir`` (says how to get it).
-      ValueError: an unknown name, or a malformed ``.npz`` (names the key and shape).
+      ValueError: an unknown name.
+      DataFormatError: a malformed ``.npz`` (names the key and shape).
     """
     if not isinstance(name, os.PathLike) and name in DATASETS:
         data_dir = tfds_source.resolve_data_dir(data_dir)

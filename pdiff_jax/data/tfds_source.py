@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +61,19 @@ def _tensorflow_available() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
+def _is_prepared(builder) -> bool:
+    """``builder.is_prepared()`` without its warning about a folder that does not exist.
+
+    TFDS logs "Variant folder ... has no dataset_info.json" whenever the version
+    folder lacks that file, including when the folder itself is absent, which is
+    the normal state of a data set not prepared yet (e.g. the official MNIST when
+    the bundled copy is used).
+    """
+    if not (Path(builder.data_path) / "dataset_info.json").is_file():
+        return False
+    return builder.is_prepared()
+
+
 def prepared_builder(name: str, data_dir: str, *, strict: bool = False):
     """The builder of catalog entry ``name`` if it is prepared and readable in ``data_dir``.
 
@@ -73,7 +87,7 @@ def prepared_builder(name: str, data_dir: str, *, strict: bool = False):
         from pdiff_jax.data.bundled_mnist import BundledMnist
 
         builder = BundledMnist(data_dir=data_dir, file_format="array_record")
-        if not builder.is_prepared():
+        if not _is_prepared(builder):
             log.info("Building bundled MNIST as array_record in %s", data_dir)
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(try_download_gcs=False)
@@ -81,7 +95,7 @@ def prepared_builder(name: str, data_dir: str, *, strict: bool = False):
         return builder
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir, try_gcs=False)
     problem = None
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
         problem = how_to_obtain(name, data_dir)
     elif not _random_access(builder) and not _tensorflow_available():
         problem = (

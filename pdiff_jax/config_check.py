@@ -1,0 +1,431 @@
+"""Check a whole run config before any work, so a mistake costs seconds, not hours.
+
+    from pdiff_jax.config_check import validate_config
+    validate_config(config, workdir="runs/x")   # raises on the first problem found
+
+Each problem is one line naming the field, the value and a fix, e.g.::
+
+    zoo.num_models must be a positive integer, got 0; e.g. --config.zoo.num_models=200
+
+What is checked, cheapest first:
+  1. every value on its own: counts, fractions, learning rates, known choices
+     (optimizer, schedule, sampler, norm, ...) and relations between values
+     (ddpm runs all T steps, min_len <= max_len, ...): :class:`ConfigError`;
+  2. the data: a known data set that is prepared (else the loader's
+     ``DataMissingError`` with the command that prepares it) or an ``.npz``
+     that exists and is well-formed (``DataFormatError``);
+  3. the model name and kwargs, and that the selector matches variables of the
+     model built for that data. The variables come from ``jax.eval_shape`` of
+     the model's ``init``: shapes only, no compute;
+  4. with ``workdir``: that it can be created and written (:class:`WorkdirError`).
+
+Only the entry points (``main``, ``run_pipeline``) call this: library functions
+take plain keyword arguments and check their own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import functools
+import numbers
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pdiff_jax.errors import ConfigError, WorkdirError
+from pdiff_jax.subset import SubsetError
+
+__all__ = ["ConfigError", "SelectorError", "WorkdirError", "check_workdir", "config_differences",
+           "validate_config"]
+
+
+class SelectorError(ConfigError, SubsetError):
+    """``zoo.selector`` matches no variable of the model (a config value and a subset error)."""
+
+
+# Choices, as the modules that consume them define them (kept here as plain data so
+# checking a config imports nothing heavy; tests compare them with those modules).
+ZOO_MODES = ("subset", "seed")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+AUGMENTATIONS = ("", "crop_flip")
+CHANNELS = (0, 1, 3)
+NORMALIZATION_MODES = ("coordinate", "tensor", "none")
+AUTOENCODER_KINDS = ("conv", "fc")
+NORMS = ("instance", "group", "batch", "none")
+SAMPLERS = ("ddpm", "ddim")
+VECTORIZE = ("vmap", "map")
+FOLD_MULTIPLE = 16  # the conv autoencoder halves the length 4 times (autoencoder.NUM_STAGES)
+
+_AE, _DIFF = "generator.autoencoder", "generator.diffusion"
+_TRAIN_SECTIONS = (f"{_AE}.train", f"{_DIFF}.train")
+
+POSITIVE_INTS = (
+    "zoo.batch_size", "zoo.num_models", "zoo.save_every", "zoo.subset_batch_size",
+    "zoo.models_per_step", "zoo.checkpoint_every",
+    f"{_AE}.model.fold", f"{_AE}.model.min_len", f"{_AE}.model.max_len",
+    f"{_AE}.model.latent_channels", f"{_AE}.model.kernel_size", f"{_AE}.model.latent_len",
+    *(f"{s}.{f}" for s in _TRAIN_SECTIONS
+      for f in ("steps", "batch_size", "log_every", "checkpoint_every")),
+    f"{_DIFF}.process.num_timesteps", f"{_DIFF}.model.time_dim", f"{_DIFF}.model.kernel_size",
+    "evaluate.num_generated", "evaluate.batch_size", "evaluate.models_per_call",
+    "evaluate.num_baseline", "evaluate.finetune_steps",
+)
+NONNEGATIVE_INTS = (
+    "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
+    "zoo.epochs", "evaluate.sample_steps", "evaluate.train_examples", "evaluate.average_k",
+    "evaluate.finetune_pairs", "evaluate.trajectories",
+)
+POSITIVE_NUMBERS = (
+    "zoo.lr", "zoo.subset_lr", *(f"{s}.learning_rate" for s in _TRAIN_SECTIONS),
+    f"{_AE}.model.latent_bound",
+)
+NONNEGATIVE_NUMBERS = (
+    "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
+    f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise",
+    "generator.normalization.std_floor", "generator.normalization.abs_floor",
+    "generator.sampling.eta",
+)
+UNIT_INTERVAL = (  # [0, 1): momenta and decays
+    "zoo.momentum", *(f"{s}.{f}" for s in _TRAIN_SECTIONS for f in ("b1", "b2", "ema_decay")),
+)
+POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
+CHOICES = {
+    "zoo.mode": ZOO_MODES, "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
+    "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
+    "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
+    f"{_AE}.model.norm": NORMS, "evaluate.sampler": SAMPLERS,
+    "generator.sampling.sampler": SAMPLERS, "evaluate.vectorize": VECTORIZE,
+}
+BOOLS = ("evaluate.tsne", "generator.sampling.clip_denoised")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@functools.cache
+def _defaults():
+    from pdiff_jax.default_config import get_config
+
+    return get_config()
+
+
+def _get(config, path: str):
+    node = config
+    for part in path.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError):
+            raise ConfigError(f"the config has no field {path}; start from "
+                              "pdiff_jax.default_config.get_config() (or a configs/*.py file) "
+                              "and override fields") from None
+    return node
+
+
+def _flag(path: str, value) -> str:
+    if isinstance(value, str):
+        text = value if re.fullmatch(r"[\w.+-]+", value) else repr(value)
+    elif isinstance(value, (tuple, list)):
+        text = repr(tuple(value))
+        text = f"'{text}'"
+    else:
+        text = repr(value)
+    return f"--config.{path}={text}"
+
+
+def _example(path: str) -> str:
+    try:
+        return "e.g. " + _flag(path, _get(_defaults(), path))
+    except ConfigError:
+        return "see pdiff_jax/default_config.py"
+
+
+def _fail(path: str, requirement: str, value, fix: str | None = None):
+    if hasattr(value, "to_dict"):  # a ConfigDict's repr spans lines
+        value = value.to_dict()
+    raise ConfigError(f"{path} must be {requirement}, got {value!r}; {fix or _example(path)}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v  # not NaN
+
+
+def _closest(value, choices) -> str | None:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+# ----------------------------------------------------------------------------- 1. values
+
+
+def _check_values(config) -> None:
+    for path in POSITIVE_INTS:
+        v = _get(config, path)
+        if not (_is_int(v) and v > 0):
+            _fail(path, "a positive integer", v)
+    for path in NONNEGATIVE_INTS:
+        v = _get(config, path)
+        if not (_is_int(v) and v >= 0):
+            _fail(path, "an integer >= 0", v)
+    for path in POSITIVE_NUMBERS:
+        v = _get(config, path)
+        if not (_is_number(v) and 0 < v < float("inf")):
+            _fail(path, "a positive number", v)
+    for path in NONNEGATIVE_NUMBERS:
+        v = _get(config, path)
+        if not (_is_number(v) and 0 <= v < float("inf")):
+            _fail(path, "a number >= 0", v)
+    for path in UNIT_INTERVAL:
+        v = _get(config, path)
+        if not (_is_number(v) and 0 <= v < 1):
+            _fail(path, "in [0, 1)", v)
+    for path in POSITIVE_INT_TUPLES:
+        v = _get(config, path)
+        if not (isinstance(v, Sequence) and not isinstance(v, str) and len(v) > 0
+                and all(_is_int(c) and c > 0 for c in v)):
+            _fail(path, "a non-empty tuple of positive integers", v)
+    for path, choices in CHOICES.items():
+        v = _get(config, path)
+        if v not in choices or isinstance(v, bool):
+            close = _closest(v, choices)
+            fix = f"did you mean {_flag(path, close)}?" if close else _example(path)
+            _fail(path, f"one of {', '.join(repr(c) for c in choices)}", v, fix)
+    for path in BOOLS:
+        v = _get(config, path)
+        if not isinstance(v, bool):
+            _fail(path, "True or False", v)
+    _check_relations(config)
+
+
+def _check_relations(config) -> None:
+    """Values that are fine alone but not together, and the fields with their own shape."""
+    milestones = _get(config, "zoo.milestones")
+    if not (isinstance(milestones, Sequence) and not isinstance(milestones, str)
+            and all(_is_number(m) and 0 < m < 1 for m in milestones)
+            and list(milestones) == sorted(milestones)):
+        _fail("zoo.milestones", "increasing fractions of training in (0, 1)", milestones)
+
+    selector = _get(config, "zoo.selector")
+    patterns = [selector] if isinstance(selector, str) else selector
+    if not (isinstance(patterns, Sequence) and all(isinstance(p, str) for p in patterns)
+            and (isinstance(selector, str) or len(patterns) > 0)):
+        _fail("zoo.selector", "a regex or a non-empty tuple of regexes ('' = the "
+              "architecture's default subset)", selector, "e.g. --config.zoo.selector='.*bn.*'")
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            _fail("zoo.selector", f"valid regexes ({pattern!r}: {e})", selector,
+                  "e.g. --config.zoo.selector='params/bn4/.*'")
+
+    init_from = _get(config, "zoo.init_from")
+    if not isinstance(init_from, str) or (init_from and not os.path.isfile(init_from)):
+        _fail("zoo.init_from", "'' or the path of an existing .safetensors/.pth file", init_from,
+              "fix the path, or --config.zoo.init_from='' to start from a random init")
+
+    ae = f"{_AE}.model"
+    min_len, max_len = _get(config, f"{ae}.min_len"), _get(config, f"{ae}.max_len")
+    for path, v in ((f"{ae}.min_len", min_len), (f"{ae}.max_len", max_len)):
+        if v % FOLD_MULTIPLE:
+            _fail(path, f"a multiple of {FOLD_MULTIPLE}", v)
+    if min_len > max_len:
+        _fail(f"{ae}.min_len", f"<= {ae}.max_len = {max_len}", min_len)
+
+    start = _get(config, f"{_DIFF}.process.beta_start")
+    end = _get(config, f"{_DIFF}.process.beta_end")
+    for path, v in ((f"{_DIFF}.process.beta_start", start), (f"{_DIFF}.process.beta_end", end)):
+        if not (_is_number(v) and 0 < v < 1):
+            _fail(path, "in (0, 1)", v)
+    if start > end:
+        _fail(f"{_DIFF}.process.beta_start", f"<= beta_end = {end}", start)
+
+    amplitudes = _get(config, "evaluate.noise_amplitudes")
+    if not (isinstance(amplitudes, Sequence) and not isinstance(amplitudes, str)
+            and all(_is_number(a) and a > 0 for a in amplitudes)):
+        _fail("evaluate.noise_amplitudes", "a tuple of positive numbers (may be empty)",
+              amplitudes)
+
+    kwargs = _get(config, "model.kwargs")
+    if not (isinstance(kwargs, Mapping) or hasattr(kwargs, "to_dict")):  # dict or ConfigDict
+        _fail("model.kwargs", "a dict of keyword arguments for the model", kwargs,
+              "e.g. --config.model.kwargs='{}'")
+    for path in ("model.name", "data.name", "data.data_dir"):
+        v = _get(config, path)
+        if not isinstance(v, str):
+            _fail(path, "a string", v)
+
+    _check_sampler_steps(config)
+
+
+def _check_sampler_steps(config) -> None:
+    T = _get(config, f"{_DIFF}.process.num_timesteps")
+    for prefix, steps_field, unset in (("evaluate", "sample_steps", 0),
+                                       ("generator.sampling", "steps", None)):
+        sampler = _get(config, f"{prefix}.sampler")
+        path = f"{prefix}.{steps_field}"
+        steps = _get(config, path)
+        if prefix == "generator.sampling" and steps is not None and not (_is_int(steps)
+                                                                         and steps > 0):
+            _fail(path, "None or a positive integer", steps)
+        if steps in (unset, None):
+            continue
+        if sampler == "ddpm" and steps != T:
+            _fail(path, f"{unset} for sampler 'ddpm' (it runs all T = {T} steps)", steps,
+                  f"use {_flag(path, unset)}, or {_flag(f'{prefix}.sampler', 'ddim')} for "
+                  f"{steps} steps")
+        if sampler == "ddim" and steps > T:
+            _fail(path, f"at most T = {T} ({_DIFF}.process.num_timesteps) for sampler 'ddim'",
+                  steps, f"e.g. {_flag(path, min(50, T))}")
+
+
+# ----------------------------------------------------------------------------- 2. data
+
+
+def check_data(name: str, *, data_dir: str = "", image_size: int = 0,
+               channels: int = 0) -> tuple[tuple[int, int, int], int]:
+    """``(input_shape (H, W, C), num_classes)`` the loader will produce for ``data.*``.
+
+    Raises ``ConfigError`` for an unknown name, ``DataMissingError`` for a data set
+    that is not prepared (with the command that prepares it) or an ``.npz`` that does
+    not exist, ``DataFormatError`` for a malformed ``.npz``. Reads no images of a TFDS
+    data set; an ``.npz`` is read whole (it is small, and its checks live there).
+    """
+    from pdiff_jax.data import catalog, loader
+
+    if name in catalog.DATASETS:
+        spec = catalog.DATASETS[name]
+        if spec.image_shape is None and not image_size:
+            _fail("data.image_size", f"set for {name!r} (its images differ in size)", image_size,
+                  "e.g. --config.data.image_size=224")
+        if name not in ("mnist", "bundled_mnist"):  # MNIST falls back to the bundled copy
+            from pdiff_jax.data import tfds_source
+
+            tfds_source.require_builder(name, tfds_source.resolve_data_dir(data_dir or None))
+        h, w, c = spec.image_shape or (image_size, image_size, 3)
+        num_classes = spec.num_classes
+    elif loader._is_npz(name):
+        if not os.path.isfile(name):
+            raise catalog.DataMissingError(
+                f"data.name: no such .npz file: {name}; pass an existing .npz path or a known "
+                f"data set, e.g. --config.data.name=mnist")
+        train, _, num_classes = loader._read_npz(name)
+        h, w, c = train.x.shape[1:]
+    else:
+        close = _closest(name, catalog.DATASETS)
+        fix = f"did you mean {_flag('data.name', close)}?" if close else _example("data.name")
+        raise ConfigError(f"data.name: unknown data set {name!r}; known: {sorted(catalog.DATASETS)}"
+                          f" or an .npz path; {fix}")
+    return (image_size or h, image_size or w, channels or c), num_classes
+
+
+# ----------------------------------------------------------------------------- 3. model
+
+
+def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mode: str,
+                selector):
+    """The model's abstract variables (``jax.ShapeDtypeStruct`` leaves) after checking
+    that ``name``/``kwargs`` build and ``selector`` (``zoo.selector``) matches."""
+    import jax
+
+    from pdiff_jax.models import get_model, list_models
+    from pdiff_jax.subset import ParamSpec
+
+    known = list_models()
+    if name not in known:
+        close = _closest(name, known)
+        hint = f"Did you mean {close!r}? {_flag('model.name', close)}" if close else (
+            _example("model.name"))
+        raise ConfigError(f"model.name: unknown model {name!r}; known models: {known}. {hint}")
+    try:
+        model_def = get_model(name, num_classes=num_classes, input_shape=input_shape,
+                              **dict(kwargs))
+        variables = jax.eval_shape(lambda: model_def.init(jax.random.key(0)))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model {name!r} cannot be built for inputs {tuple(input_shape)} and "
+                          f"{num_classes} classes with model.kwargs={dict(kwargs)}: "
+                          f"{str(e).splitlines()[0]}; fix model.kwargs or data.image_size") from e
+    # As zoo.selector_of: '' is the architecture's default subset, or everything in seed mode.
+    chosen = selector or (model_def if mode == "subset" else ".*")
+    try:
+        ParamSpec.from_variables(variables, chosen)
+    except SubsetError as e:
+        raise SelectorError(f"zoo.selector: {e}; e.g. --config.zoo.selector='' for the "
+                            "architecture's default subset") from e
+    return variables
+
+
+# ----------------------------------------------------------------------------- 4. workdir
+
+
+def check_workdir(workdir: str | os.PathLike) -> None:
+    """Raise ``WorkdirError`` unless ``workdir`` exists writable or can be created.
+
+    Creates nothing: the nearest existing ancestor must be a writable directory.
+    """
+    path = Path(workdir).absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: a file of that "
+                               "name exists; pass a writable --workdir")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise WorkdirError(errno.EACCES, f"workdir {path} is not writable; pass a writable "
+                               "--workdir")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: {parent} is a file; "
+                           "pass a writable --workdir")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WorkdirError(errno.EACCES, f"cannot create workdir {path}: {parent} is not "
+                           "writable; pass a writable --workdir")
+
+
+# ----------------------------------------------------------------------------- saved runs
+
+
+def config_differences(saved: Mapping, current: Mapping, limit: int = 5) -> list[str]:
+    """``['zoo.num_models: 0 -> 200', ...]``: the fields where two config dicts differ.
+
+    For a refusal that says what changed (``saved`` is a workdir's config.json,
+    ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
+    entries, then ``'... and N more'``.
+    """
+    out: list[str] = []
+
+    def walk(a, b, prefix):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
+
+    walk(saved, current, "")
+    return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
+
+
+# ----------------------------------------------------------------------------- all
+
+
+def validate_config(config, *, workdir: str | os.PathLike | None = None) -> None:
+    """Check ``config`` (a run config as in ``pdiff_jax.default_config``) before any work.
+
+    Raises ``ConfigError`` (a usage error: the field, the value and a fix),
+    ``DataMissingError`` / ``DataFormatError`` (data), ``SelectorError`` (selector
+    matches nothing) or ``WorkdirError``; returns None when the run can start.
+    """
+    _check_values(config)
+    d = config.data
+    input_shape, num_classes = check_data(d.name, data_dir=d.data_dir, image_size=d.image_size,
+                                          channels=d.channels)
+    check_model(config.model.name, config.model.kwargs, input_shape=input_shape,
+                num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector)
+    if workdir is not None:
+        check_workdir(workdir)
