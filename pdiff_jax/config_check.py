@@ -75,7 +75,7 @@ POSITIVE_INTS = (
 )
 NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
-    "zoo.epochs", "evaluate.sample_steps", "evaluate.train_examples", "evaluate.average_k",
+    "zoo.epochs", "generator.sampling.steps", "evaluate.train_examples", "evaluate.average_k",
     "evaluate.finetune_pairs", "evaluate.trajectories",
 )
 POSITIVE_NUMBERS = (
@@ -96,8 +96,8 @@ CHOICES = {
     "zoo.mode": ZOO_MODES, "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
-    f"{_AE}.model.norm": NORMS, "evaluate.sampler": SAMPLERS,
-    "generator.sampling.sampler": SAMPLERS, "evaluate.vectorize": VECTORIZE,
+    f"{_AE}.model.norm": NORMS, "generator.sampling.sampler": SAMPLERS,
+    "evaluate.vectorize": VECTORIZE,
 }
 BOOLS = ("evaluate.tsne", "generator.sampling.clip_denoised")
 
@@ -265,23 +265,17 @@ def _check_relations(config) -> None:
 
 def _check_sampler_steps(config) -> None:
     T = _get(config, f"{_DIFF}.process.num_timesteps")
-    for prefix, steps_field, unset in (("evaluate", "sample_steps", 0),
-                                       ("generator.sampling", "steps", None)):
-        sampler = _get(config, f"{prefix}.sampler")
-        path = f"{prefix}.{steps_field}"
-        steps = _get(config, path)
-        if prefix == "generator.sampling" and steps is not None and not (_is_int(steps)
-                                                                         and steps > 0):
-            _fail(path, "None or a positive integer", steps)
-        if steps in (unset, None):
-            continue
-        if sampler == "ddpm" and steps != T:
-            _fail(path, f"{unset} for sampler 'ddpm' (it runs all T = {T} steps)", steps,
-                  f"use {_flag(path, unset)}, or {_flag(f'{prefix}.sampler', 'ddim')} for "
-                  f"{steps} steps")
-        if sampler == "ddim" and steps > T:
-            _fail(path, f"at most T = {T} ({_DIFF}.process.num_timesteps) for sampler 'ddim'",
-                  steps, f"e.g. {_flag(path, min(50, T))}")
+    path, sampler = "generator.sampling.steps", _get(config, "generator.sampling.sampler")
+    steps = _get(config, path)
+    if steps == 0:  # the sampler's default
+        return
+    if sampler == "ddpm" and steps != T:
+        _fail(path, f"0 for sampler 'ddpm' (it runs all T = {T} steps)", steps,
+              f"use {_flag(path, 0)}, or {_flag('generator.sampling.sampler', 'ddim')} for "
+              f"{steps} steps")
+    if sampler == "ddim" and steps > T:
+        _fail(path, f"at most T = {T} ({_DIFF}.process.num_timesteps) for sampler 'ddim'",
+              steps, f"e.g. {_flag(path, min(50, T))}")
 
 
 # ----------------------------------------------------------------------------- 2. data

@@ -42,6 +42,11 @@ class ConfigError(ValueError, UsageError):
     """A config value is out of range or unknown; the message names field, value and fix."""
 
 
+class MismatchError(ValueError, UserError):
+    """Stored artifacts or arrays do not fit together (another zoo, another subset, NaNs in
+    a zoo); the message says what to retrain or re-collect."""
+
+
 class WorkdirError(OSError, UserError):
     """The workdir cannot be created or written; the message names it and the fix.
 
@@ -57,8 +62,8 @@ def _known_user_errors() -> tuple[type[BaseException], ...]:
     """The library's error types that predate :class:`UserError` (all exit 1)."""
     from pdiff_jax.checkpoint import CheckpointError
     from pdiff_jax.data.catalog import DataFormatError, DataMissingError
-    from pdiff_jax.generator.train import TrainingDivergedError
     from pdiff_jax.subset import SubsetError
+    from pdiff_jax.train_loop import TrainingDivergedError
 
     # FloatingPointError: training raises it when the loss or parameters become NaN/inf.
     return (CheckpointError, DataFormatError, DataMissingError, SubsetError,

@@ -22,7 +22,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from pdiff_jax import distributed, errors, pipeline
-from pdiff_jax.config_check import validate_config
 from pdiff_jax.config_errors import unknown_field_message
 
 # The built-in default lives in the package, so `--config.x=y` works without --config too.
@@ -58,15 +57,13 @@ def main(argv):
     if not os.path.isfile(config_file):
         raise errors.UsageError(f"--config: no such file {config_file}; e.g. "
                                 "--config=configs/default.py (or configs/default.py:smoke)")
-    unknown = [s for s in _STAGES.value if s not in pipeline.STAGES]
+    unknown = [s for s in _STAGES.value if s not in pipeline.STAGE_NAMES]
     if unknown:
         raise errors.UsageError(f"--stages: unknown stage(s) {unknown}; choose from "
-                                f"{','.join(pipeline.STAGES)}, e.g. --stages=sample,evaluate")
+                                f"{','.join(pipeline.STAGE_NAMES)}, e.g. --stages=sample,evaluate")
     logging.get_absl_handler().addFilter(_quiet_orbax)
     # Before anything touches a device: join the other processes of a multi-host run.
     distributed.maybe_initialize()
-    # Before any work (hours of training could precede a bad value's first use).
-    validate_config(_CONFIG.value, workdir=_WORKDIR.value)
     logging.info("workdir: %s", _WORKDIR.value)
     pipeline.run_pipeline(_CONFIG.value, _WORKDIR.value, stages=_STAGES.value or None)
 

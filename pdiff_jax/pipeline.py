@@ -33,6 +33,8 @@ from absl import logging
 
 from pdiff_jax import artifacts, workdir_config
 from pdiff_jax.checkpoint import write_json
+from pdiff_jax.config_check import validate_config
+from pdiff_jax.errors import UsageError
 from pdiff_jax.metrics_log import MetricsLog
 
 
@@ -255,16 +257,14 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     requested = list(stages or STAGE_NAMES)
     unknown = [s for s in requested if s not in STAGE_NAMES]
     if unknown:
-        raise ValueError(f"unknown stages {unknown}; choose from {','.join(STAGE_NAMES)}")
-    n = config.evaluate.num_generated
-    if not isinstance(n, int) or n <= 0:  # checked now, not after hours of training
-        raise ValueError(f"evaluate.num_generated must be a positive number of parameter sets "
-                         f"to sample, got {n!r}; e.g. --config.evaluate.num_generated=100")
+        raise UsageError(f"unknown stages {unknown}; choose from {','.join(STAGE_NAMES)}")
     workdir = Path(workdir)
-    workdir_config.adopt(workdir, config, STAGES)
+    # The whole config, the data and the workdir are checked now, not after hours of training.
+    validate_config(config, workdir=workdir)
     todo = [s for s in STAGES if s.name in requested
             and not (s.artifact and artifacts.exists(artifacts.artifact_dir(workdir, s.artifact)))]
     workdir_config.check_prerequisites(workdir, todo, STAGES)
+    workdir_config.adopt(workdir, config, STAGES)
     if jax.process_index() == 0:
         write_json(workdir / artifacts.CONFIG_JSON,
                    json.loads(config.to_json_best_effort(sort_keys=True)))

@@ -10,6 +10,7 @@ and what to do. Finished work is never deleted here.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -19,10 +20,12 @@ from absl import logging
 
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import read_json
+from pdiff_jax.errors import UsageError, WorkdirError
 
 
-class WorkdirError(ValueError):
-    """The workdir cannot take this command (unwritable, another run's artifacts, ...)."""
+class WorkdirConflict(ValueError, UsageError):
+    """This command does not fit the workdir: another config's artifacts, or a stage
+    whose inputs are missing. The message says which command or deletion fixes it."""
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -50,10 +53,11 @@ def adopt(workdir: Path, config, stages) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise WorkdirError(f"cannot create workdir {workdir}: {e}; pass a writable "
-                           "--workdir") from e
+        raise WorkdirError(e.errno or errno.EACCES, f"cannot create workdir {workdir}: {e}; "
+                           "pass a writable --workdir") from e
     if not os.access(workdir, os.W_OK):
-        raise WorkdirError(f"workdir {workdir} is not writable; pass a writable --workdir")
+        raise WorkdirError(errno.EACCES, f"workdir {workdir} is not writable; pass a writable "
+                           "--workdir")
     saved = workdir / artifacts.CONFIG_JSON
     if not saved.exists():
         return
@@ -70,7 +74,7 @@ def adopt(workdir: Path, config, stages) -> None:
             invalid.append(stage)
     if invalid:
         names = ", ".join(f"{artifacts.artifact_dir(workdir, s.artifact)}/" for s in invalid)
-        raise WorkdirError(
+        raise WorkdirConflict(
             f"{workdir} holds artifacts made with another config ({', '.join(changed[:5])}"
             f"{' ...' if len(changed) > 5 else ''} differ from {saved}); they would not "
             f"match this config. Use a new --workdir, or delete {names} to recompute them "
@@ -97,7 +101,7 @@ def check_prerequisites(workdir: Path, todo, stages) -> None:
             done = before.artifact is None or artifacts.exists(
                 artifacts.artifact_dir(workdir, before.artifact))
             if not done and before.name not in planned:
-                raise WorkdirError(
+                raise WorkdirConflict(
                     f"stage '{stage.name}' needs the '{before.name}' stage's result, which "
                     f"{workdir} does not have yet: run the same command without --stages "
                     f"(or with --stages={before.name},{stage.name}) to make it first")

@@ -96,8 +96,8 @@ def test_selector_matching_nothing_fails_before_training(tfds_dir, tmp_path):
 
 @pytest.mark.parametrize("n", [0, -3])
 def test_nonpositive_number_of_samples_fails_before_anything_runs(n, tfds_dir, tmp_path):
-    with pytest.raises(ValueError, match=rf"evaluate.num_generated must be a positive number "
-                                         rf".*got {n}; e.g. --config.evaluate.num_generated="):
+    with pytest.raises(ValueError, match=rf"evaluate.num_generated must be a positive integer, "
+                                         rf"got {n}; e.g. --config.evaluate.num_generated="):
         run_pipeline(_config(tfds_dir, evaluate__num_generated=n), tmp_path / "wd")
     assert not (tmp_path / "wd").exists()
 

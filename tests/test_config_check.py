@@ -146,8 +146,9 @@ def test_each_choice_rule_lists_the_choices(path, tfds_dir):
     listed = ", ".join(repr(c) for c in choices)
     assert _one_line(info.value).startswith(f"{path} must be one of {listed}, got {bad!r}; ")
     for choice in choices:  # every listed choice is accepted by the checker
-        validate_config(_with(_with(_smoke(tfds_dir), path, choice), "evaluate.sample_steps", 0)
-                        if path == "evaluate.sampler" else _with(_smoke(tfds_dir), path, choice))
+        validate_config(_with(_with(_smoke(tfds_dir), path, choice), "generator.sampling.steps", 0)
+                        if path == "generator.sampling.sampler"
+                        else _with(_smoke(tfds_dir), path, choice))
 
 
 def test_a_typo_in_a_choice_gets_a_did_you_mean(tfds_dir):
@@ -186,16 +187,15 @@ def test_issue_16_num_models(n, tfds_dir):
      r"^generator.diffusion.process.beta_start must be <= beta_end = 0.02, got 0.1"),
     ({"evaluate__noise_amplitudes": (0.01, -0.1)},
      r"^evaluate.noise_amplitudes must be a tuple of positive numbers"),
-    ({"evaluate__sampler": "ddpm", "evaluate__sample_steps": 10},
-     r"^evaluate.sample_steps must be 0 for sampler 'ddpm' \(it runs all T = 1000 steps\), got "
-     r"10; use --config.evaluate.sample_steps=0, or --config.evaluate.sampler=ddim for 10 steps$"),
-    ({"evaluate__sample_steps": 2000},
-     r"^evaluate.sample_steps must be at most T = 1000 \(generator.diffusion.process."
-     r"num_timesteps\) for sampler 'ddim', got 2000; e.g. --config.evaluate.sample_steps=50$"),
-    ({"generator__sampling__steps": 10},
-     r"^generator.sampling.steps must be None for sampler 'ddpm'"),
-    ({"generator__sampling__steps": 0},
-     r"^generator.sampling.steps must be None or a positive integer, got 0"),
+    ({"generator__sampling__sampler": "ddpm", "generator__sampling__steps": 10},
+     r"^generator.sampling.steps must be 0 for sampler 'ddpm' \(it runs all T = 1000 steps\), "
+     r"got 10; use --config.generator.sampling.steps=0, or "
+     r"--config.generator.sampling.sampler=ddim for 10 steps$"),
+    ({"generator__sampling__steps": 2000},
+     r"^generator.sampling.steps must be at most T = 1000 \(generator.diffusion.process."
+     r"num_timesteps\) for sampler 'ddim', got 2000; e.g. --config.generator.sampling.steps=50$"),
+    ({"generator__sampling__steps": -1},
+     r"^generator.sampling.steps must be an integer >= 0, got -1"),
     ({"model__kwargs": "stem=cifar"}, r"^model.kwargs must be a dict of keyword arguments"),
     ({"model__name": 3}, r"^model.name must be a string, got 3"),
     ({"data__name": "cifar1O"},
@@ -227,8 +227,7 @@ def test_every_config_field_has_a_rule():
     # A new config field must get a rule here (or be added to the special checks below).
     special = {"zoo.milestones", "zoo.selector", "zoo.init_from", "model.kwargs", "model.name",
                "data.name", "data.data_dir", "generator.diffusion.process.beta_start",
-               "generator.diffusion.process.beta_end", "evaluate.noise_amplitudes",
-               "generator.sampling.steps"}
+               "generator.diffusion.process.beta_end", "evaluate.noise_amplitudes"}
     covered = (set(cc.POSITIVE_INTS) | set(cc.NONNEGATIVE_INTS) | set(cc.POSITIVE_NUMBERS)
                | set(cc.NONNEGATIVE_NUMBERS) | set(cc.UNIT_INTERVAL) | set(cc.POSITIVE_INT_TUPLES)
                | set(cc.CHOICES) | set(cc.BOOLS) | special)

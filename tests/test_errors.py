@@ -94,17 +94,17 @@ def _only_line(stderr: str) -> str:
     (["--config.zoo.num_models=-3"], 2,
      "pdiff_jax: error: zoo.num_models must be a positive integer, got -3; "
      "e.g. --config.zoo.num_models=200"),
-    (["--config.evaluate.sampler=ddpm"], 2,
-     "pdiff_jax: error: evaluate.sample_steps must be 0 for sampler 'ddpm' (it runs all "
-     "T = 1000 steps), got 10; use --config.evaluate.sample_steps=0, or "
-     "--config.evaluate.sampler=ddim for 10 steps"),
+    (["--config.generator.sampling.sampler=ddpm"], 2,
+     "pdiff_jax: error: generator.sampling.steps must be 0 for sampler 'ddpm' (it runs all "
+     "T = 1000 steps), got 10; use --config.generator.sampling.steps=0, or "
+     "--config.generator.sampling.sampler=ddim for 10 steps"),
     (["--stages=collect,sampel"], 2,
      "pdiff_jax: error: --stages: unknown stage(s) ['sampel']; choose from "
      "collect,autoencoder,diffusion,sample,evaluate,report, e.g. --stages=sample,evaluate"),
     (["--config.zoo.num_modles=3"], 2,
      "FATAL Flags parsing error: --config.zoo.num_modles: the config has no field "
      "'num_modles'. Did you mean \"num_models\" instead of \"num_modles\"?"),
-    (["--stages=sample"], 1, None),  # a CheckpointError from inside the pipeline
+    (["--stages=sample"], 2, None),  # the workdir has no zoo to sample for
 ], ids=["num_models_0", "num_models_-3", "ddpm_steps", "unknown_stage", "unknown_field",
         "nothing_to_sample"])
 def test_user_errors_are_one_line_with_their_exit_code(args, code, line, tmp_path):
@@ -112,7 +112,8 @@ def test_user_errors_are_one_line_with_their_exit_code(args, code, line, tmp_pat
     assert res.returncode == code, res.stderr[-3000:]
     got = _only_line(res.stderr)
     if line is None:
-        assert got.startswith("pdiff_jax: error: no trained autoencoder under "), got
+        assert got.startswith("pdiff_jax: error: stage 'sample' needs the 'collect' stage's "
+                              "result"), got
     else:
         assert got == line
     if code == 2:

@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from pdiff_jax.errors import MismatchError
 from pdiff_jax.training import make_optimizer
 
 from . import autoencoder as ae_lib
@@ -44,11 +45,11 @@ def plain(section: Mapping) -> dict:
 def check_zoo(vectors) -> np.ndarray:
     x = np.asarray(vectors)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"the zoo must be f32[K, D] with K, D >= 1; got shape {x.shape}")
+        raise MismatchError(f"the zoo must be f32[K, D] with K, D >= 1; got shape {x.shape}")
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.flatnonzero(bad.any(1))
-        raise ValueError(f"the zoo has {int(bad.sum())} NaN/inf values in {rows.size} of "
+        raise MismatchError(f"the zoo has {int(bad.sum())} NaN/inf values in {rows.size} of "
                          f"{x.shape[0]} vectors (first: vector {rows[0]}); remove or "
                          "re-collect those models before training the generator")
     return x.astype(np.float32, copy=False)

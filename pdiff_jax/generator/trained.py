@@ -20,6 +20,7 @@ import numpy as np
 
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import CheckpointError
+from pdiff_jax.errors import MismatchError
 
 from . import autoencoder as ae_lib
 from . import diffusion as dp
@@ -158,13 +159,13 @@ class TrainedGenerator:
     def check_compatible(self, D: int, vectors=None, fingerprint: str | None = None) -> None:
         """Raise ValueError if D (or the zoo, by its fingerprint) differs from training."""
         if int(D) != self.D:
-            raise ValueError(f"generator was trained on vectors of D = {self.D} parameters, "
+            raise MismatchError(f"generator was trained on vectors of D = {self.D} parameters, "
                              f"got D = {D}: the parameter subset differs; retrain the "
                              "generator for this subset")
         if vectors is not None:
             fingerprint = zoo_fingerprint(vectors)
         if fingerprint is not None and fingerprint != self.fingerprint:
-            raise ValueError(f"zoo fingerprint {fingerprint} differs from the generator's "
+            raise MismatchError(f"zoo fingerprint {fingerprint} differs from the generator's "
                              f"training zoo {self.fingerprint}; retrain the generator or "
                              "use the zoo it was trained on")
 
