@@ -6,6 +6,9 @@ cache is on for the whole session (a second run of the suite is much faster).
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jax
@@ -32,6 +35,21 @@ def small_mnist(tfds_dir):
     from pdiff_jax.data import load_dataset
 
     return load_dataset("mnist", data_dir=str(tfds_dir), max_train=3000, max_test=1000)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, tfds_dir):
+    """One `python -m pdiff_jax.main` run on the smoke config, shared by the tests that
+    read a finished run: (workdir, process, seconds, command)."""
+    workdir = tmp_path_factory.mktemp("run")
+    cmd = [sys.executable, "-m", "pdiff_jax.main", "--config=configs/default.py:smoke",
+           f"--workdir={workdir}", f"--config.data.data_dir={tfds_dir}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parent.parent)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, proc, elapsed, cmd
 
 
 def _refuse_network(monkeypatch) -> list:

@@ -2,8 +2,6 @@
 
 import json
 import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -12,18 +10,6 @@ import pytest
 import pdiff_jax
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import CheckpointError, restore_pytree
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, tfds_dir):
-    workdir = tmp_path_factory.mktemp("run")
-    cmd = [sys.executable, "-m", "pdiff_jax.main", "--config=configs/default.py:smoke",
-           f"--workdir={workdir}", f"--config.data.data_dir={tfds_dir}"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    elapsed = time.perf_counter() - start
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir, proc, elapsed, cmd
 
 
 def test_main_runs_every_stage(smoke_run):
