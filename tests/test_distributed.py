@@ -108,6 +108,7 @@ def one_and_two_processes(tmp_path_factory, tfds_dir):
     return load_result(root / "one"), [load_result(root / "two", pid) for pid in range(2)]
 
 
+@pytest.mark.slow
 def test_two_processes_form_one_mesh(one_and_two_processes):
     _, pair = one_and_two_processes
     for _, report in pair:
@@ -115,6 +116,7 @@ def test_two_processes_form_one_mesh(one_and_two_processes):
         assert report["devices"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WORKLOADS)
 def test_two_processes_match_one(one_and_two_processes, name):
     (a, report_one), pair = one_and_two_processes
@@ -128,6 +130,7 @@ def test_two_processes_match_one(one_and_two_processes, name):
         assert_same(name, a, b)
 
 
+@pytest.mark.slow
 def test_checkpoint_resumes_across_processes(one_and_two_processes):
     _, pair = one_and_two_processes
     for b, report in pair:

@@ -338,6 +338,7 @@ def mesh_run(workdir, mesh, ae_source=None):
     return [v for v in ae_logs if v is not None], diff_logs
 
 
+@pytest.mark.slow
 def test_eight_device_mesh_matches_one_device(tmp_path):
     one_ae, one_diff = mesh_run(tmp_path / "one", None)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",

@@ -199,6 +199,7 @@ def one_and_eight(tmp_path_factory, tfds_dir):
     return {n: load_result(out) for n, out in runs.items()}
 
 
+@pytest.mark.slow
 def test_worker_saw_the_devices(one_and_eight):
     assert one_and_eight[1][1]["devices"] == 1
     assert one_and_eight[8][1]["devices"] == 8
@@ -206,13 +207,14 @@ def test_worker_saw_the_devices(one_and_eight):
         assert one_and_eight[n][1]["errors"] == {}, one_and_eight[n][1]["errors"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WORKLOADS)
-
 def test_eight_devices_match_one(one_and_eight, name):
     (a, _), (b, _) = one_and_eight[1], one_and_eight[8]
     assert_same(name, a, b)
 
 
+@pytest.mark.slow
 def test_results_are_not_trivial(one_and_eight):
     a, _ = one_and_eight[8]
     np.testing.assert_array_equal(a["base/resumed"], a["base/variables"])
