@@ -363,23 +363,17 @@ def check_workdir(workdir: str | os.PathLike) -> None:
     Creates nothing: the nearest existing ancestor must be a writable directory.
     """
     path = Path(workdir).absolute()
-    if path.exists():
-        if not path.is_dir():
-            raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: a file of that "
-                               "name exists; pass a writable --workdir")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise WorkdirError(errno.EACCES, f"workdir {path} is not writable; pass a writable "
-                               "--workdir")
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: {parent} is a file; "
-                           "pass a writable --workdir")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise WorkdirError(errno.EACCES, f"cannot create workdir {path}: {parent} is not "
-                           "writable; pass a writable --workdir")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "a file of that name exists" if existing == path else f"{existing} is a file"
+        raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: {why}; pass a "
+                           "writable --workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = (f"workdir {path} is not writable" if existing == path
+                else f"cannot create workdir {path}: {existing} is not writable")
+        raise WorkdirError(errno.EACCES, f"{what}; pass a writable --workdir")
 
 
 # ----------------------------------------------------------------------------- saved runs

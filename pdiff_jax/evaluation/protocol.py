@@ -78,17 +78,14 @@ def summarize(train_acc, test_acc) -> dict:
     """
     train, test = _check_pair(train_acc, test_acc)
     i = select_by_train(train)
-    return {
-        "best": float(test[i]),
-        "best_index": i,
-        "best_train": float(train[i]),
-        "avg": float(np.mean(test)),
-        "median": float(np.median(test)),
-        "std": float(np.std(test)),
-        "worst": float(np.min(test)),
-        "oracle_best": float(np.max(test)),
-        "n": int(test.size),
-    }
+    return {"best": float(test[i]), "best_index": i, "best_train": float(train[i]),
+            **_spread(test), "oracle_best": float(np.max(test))}
+
+
+def _spread(test: np.ndarray) -> dict:
+    """avg, median, std, worst and n of a group's test accuracies."""
+    return {"avg": float(np.mean(test)), "median": float(np.median(test)),
+            "std": float(np.std(test)), "worst": float(np.min(test)), "n": int(test.size)}
 
 
 def original_summary(test_acc, train_acc=None) -> dict:
@@ -106,15 +103,7 @@ def original_summary(test_acc, train_acc=None) -> dict:
     test = np.asarray(test_acc, dtype=np.float64).reshape(-1)
     if test.size == 0:
         raise ValueError("cannot summarize an empty zoo")
-    out = {
-        "best": float(np.max(test)),
-        "best_index": int(np.argmax(test)),
-        "avg": float(np.mean(test)),
-        "median": float(np.median(test)),
-        "std": float(np.std(test)),
-        "worst": float(np.min(test)),
-        "n": int(test.size),
-    }
+    out = {"best": float(np.max(test)), "best_index": int(np.argmax(test)), **_spread(test)}
     if train_acc is not None:
         train, test = _check_pair(train_acc, test)
         i = select_by_train(train)

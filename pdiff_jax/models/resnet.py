@@ -44,8 +44,8 @@ def _conv(features: int, kernel: int, strides: int = 1) -> nn.Conv:
                    padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_conv_init)
 
 
-class BasicBlock(Staged):
-    """Two 3x3 convs + identity (or 1x1 conv + BN) shortcut. Output `features` channels."""
+class _Residual(Staged):
+    """What both block kinds share: their fields and the (1x1 conv + BN) shortcut."""
 
     features: int
     strides: int = 1
@@ -53,13 +53,9 @@ class BasicBlock(Staged):
 
     expansion = 1
 
-    def setup(self):
-        self.conv1 = _conv(self.features, 3, self.strides)
-        self.bn1 = batch_norm()
-        self.conv2 = _conv(self.features, 3)
-        self.bn2 = batch_norm()
+    def setup_shortcut(self):
         if self.downsample:
-            self.downsample_conv = _conv(self.features, 1, self.strides)
+            self.downsample_conv = _conv(self.features * self.expansion, 1, self.strides)
             self.downsample_bn = batch_norm()
 
     def shortcut(self, x, train: bool):
@@ -67,23 +63,39 @@ class BasicBlock(Staged):
             return x
         return self.downsample_bn(self.downsample_conv(x), use_running_average=not train)
 
-    def stages(self, train: bool) -> list[Stage]:
+    def conv_bn_stages(self, pairs, train: bool) -> list[Stage]:
+        """conv -> BN (-> ReLU but after the last) for each ``(conv, bn)`` name pair, then
+        the residual sum; the block's input rides along as ``x`` for the shortcut."""
         ura = not train
-        return [
-            ("conv1", lambda x: {"x": x, "h": self.conv1(x)}),
-            ("bn1", lambda c: {**c, "h": nn.relu(self.bn1(c["h"], use_running_average=ura))}),
-            ("conv2", lambda c: {**c, "h": self.conv2(c["h"])}),
-            ("bn2", lambda c: {**c, "h": self.bn2(c["h"], use_running_average=ura)}),
-            ("residual", lambda c: nn.relu(c["h"] + self.shortcut(c["x"], train))),
-        ]
+        out = []
+        for i, (conv, bn) in enumerate(pairs):
+            act = nn.relu if i < len(pairs) - 1 else (lambda h: h)
+            first = i == 0
+            out.append((conv, lambda c, conv=conv, first=first: (
+                {"x": c, "h": getattr(self, conv)(c)} if first
+                else {**c, "h": getattr(self, conv)(c["h"])})))
+            out.append((bn, lambda c, bn=bn, act=act: {
+                **c, "h": act(getattr(self, bn)(c["h"], use_running_average=ura))}))
+        out.append(("residual", lambda c: nn.relu(c["h"] + self.shortcut(c["x"], train))))
+        return out
 
 
-class Bottleneck(Staged):
+class BasicBlock(_Residual):
+    """Two 3x3 convs + identity (or 1x1 conv + BN) shortcut. Output `features` channels."""
+
+    def setup(self):
+        self.conv1 = _conv(self.features, 3, self.strides)
+        self.bn1 = batch_norm()
+        self.conv2 = _conv(self.features, 3)
+        self.bn2 = batch_norm()
+        self.setup_shortcut()
+
+    def stages(self, train: bool) -> list[Stage]:
+        return self.conv_bn_stages((("conv1", "bn1"), ("conv2", "bn2")), train)
+
+
+class Bottleneck(_Residual):
     """1x1 reduce, 3x3 (strided), 1x1 expand (x4) + shortcut. Output 4 * `features`."""
-
-    features: int
-    strides: int = 1
-    downsample: bool = False
 
     expansion = 4
 
@@ -94,23 +106,10 @@ class Bottleneck(Staged):
         self.bn2 = batch_norm()
         self.conv3 = _conv(self.features * 4, 1)
         self.bn3 = batch_norm()
-        if self.downsample:
-            self.downsample_conv = _conv(self.features * 4, 1, self.strides)
-            self.downsample_bn = batch_norm()
-
-    shortcut = BasicBlock.shortcut
+        self.setup_shortcut()
 
     def stages(self, train: bool) -> list[Stage]:
-        ura = not train
-        return [
-            ("conv1", lambda x: {"x": x, "h": self.conv1(x)}),
-            ("bn1", lambda c: {**c, "h": nn.relu(self.bn1(c["h"], use_running_average=ura))}),
-            ("conv2", lambda c: {**c, "h": self.conv2(c["h"])}),
-            ("bn2", lambda c: {**c, "h": nn.relu(self.bn2(c["h"], use_running_average=ura))}),
-            ("conv3", lambda c: {**c, "h": self.conv3(c["h"])}),
-            ("bn3", lambda c: {**c, "h": self.bn3(c["h"], use_running_average=ura)}),
-            ("residual", lambda c: nn.relu(c["h"] + self.shortcut(c["x"], train))),
-        ]
+        return self.conv_bn_stages((("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")), train)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
