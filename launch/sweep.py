@@ -126,6 +126,30 @@ def commands(config_spec: str, workdir: str, runs: dict[str, dict], via: str = "
     return out
 
 
+def prepare_data(configs) -> None:
+    """Build each data set the runs read once, before runs start together.
+
+    Parallel runs would otherwise race to build the same TFDS files on first use
+    (launch/README.md). A data set that cannot be prepared is left for its runs to
+    report.
+    """
+    seen = set()
+    for config in configs:
+        key = (config.data.name, config.data.data_dir)
+        if key in seen:
+            continue
+        seen.add(key)
+        code = ("import sys; from pdiff_jax.data import load_dataset; "
+                "load_dataset(sys.argv[1], data_dir=sys.argv[2] or None, max_train=20, "
+                "max_test=20)")
+        done = subprocess.run([sys.executable, "-c", code, *key], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"could not prepare data set {key[0]!r} ({last}); its runs will say why",
+                  file=sys.stderr)
+
+
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
     from pdiff_jax import aggregate, suite_runner
@@ -166,6 +190,8 @@ def suite_main(args, runs_filter) -> int:
                 platform, devices, len(suite_runner.cpu_core_groups()),
                 suite_runner.available_memory_gb())
             jobs = min(jobs, len(todo))
+            if jobs > 1:
+                prepare_data(resolved[n] for n in todo)
             slots = suite_runner.plan_slots(platform, devices, jobs)
             print(f"running {len(todo)} run(s), {jobs} at once on {platform} "
                   f"({devices} device(s))", flush=True)
