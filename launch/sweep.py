@@ -154,22 +154,23 @@ def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
     from pdiff_jax import aggregate, suite_runner
 
-    config, runs = load_suite(args.config, args.suite)
-    runs = runs_filter(runs)
+    config, suite = load_suite(args.config, args.suite)
+    runs = runs_filter(suite)   # what to run (--only); the table always shows the whole suite
     suite_dir = Path(args.workdir_root) / args.suite
-    resolved = {name: check_overrides(config, name, o) for name, o in runs.items()}
+    resolved = {name: check_overrides(config, name, o) for name, o in suite.items()}
     expected = {name: json.loads(c.to_json_best_effort(sort_keys=True))
                 for name, c in resolved.items()}
-    swept = sorted({k for o in runs.values() for k in o})
+    swept = sorted({k for o in suite.values() for k in o})
     values = {name: {k: _get(c, k) for k in swept} for name, c in resolved.items()}
     argvs = dict(commands(args.config, str(suite_dir), runs))
     states = {name: suite_runner.run_state(suite_dir / name, expected[name]) for name in runs}
-    todo = [n for n in runs if states[n]["state"] not in ("finished", "stale")]
+    # 'running': another invocation's process still works in that workdir; leave it alone.
+    todo = [n for n in runs if states[n]["state"] in ("pending", "failed", "interrupted")]
     title = f"Suite `{args.suite}` of `{args.config}`"
 
     if not (args.run or args.aggregate):
-        print(f"{title}: {len(runs)} runs in {suite_dir}, {len(runs) - len(todo)} finished "
-              f"or stale, {len(todo)} to run (add --run to run them)")
+        print(f"{title}: {len(runs)} runs in {suite_dir}, {len(todo)} to run "
+              "(add --run to run them)")
         width = max(map(len, runs))
         for name, overrides in runs.items():
             changes = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "(base config)"
@@ -184,6 +185,10 @@ def suite_main(args, runs_filter) -> int:
         skipped = [n for n in runs if states[n]["state"] == "finished"]
         if skipped:
             print(f"skipping {len(skipped)} finished run(s): {', '.join(skipped)}", flush=True)
+        busy = [n for n in runs if states[n]["state"] == "running"]
+        if busy:
+            print(f"leaving {len(busy)} run(s) that another invocation is running: "
+                  f"{', '.join(busy)}", flush=True)
         if todo:
             platform, devices = suite_runner.probe_devices()   # which devices to hand out
             jobs = args.jobs or suite_runner.default_jobs(
@@ -199,7 +204,7 @@ def suite_main(args, runs_filter) -> int:
             outcomes = suite_runner.run_jobs(
                 work, slots, say=lambda m: print(m, flush=True))
             failed += [n for n, o in outcomes.items() if o["state"] != "finished"]
-    summary = aggregate.aggregate_suite(suite_dir, runs, title=title, values=values,
+    summary = aggregate.aggregate_suite(suite_dir, suite, title=title, values=values,
                                         expected_configs=expected)
     print("\n".join(aggregate.table_lines(summary["runs"])))
     print(f"wrote {suite_dir / aggregate.SUITE_MD}, {aggregate.SUITE_JSON} and "

@@ -220,6 +220,13 @@ def test_run_state_sees_stale_and_takeover_workdirs(tmp_path):
     (empty / suite_runner.LOG_FILE).write_text("ValueError: bad\n")
     assert suite_runner.run_state(empty, {"a": 2})["state"] == "interrupted"
     assert suite_runner.run_state(tmp_path / "never", {"a": 2})["state"] == "pending"
+    busy = tmp_path / "busy"   # another invocation's live process: not to be started again
+    busy.mkdir()
+    (busy / suite_runner.STATUS_FILE).write_text(json.dumps({"state": "running",
+                                                              "pid": os.getpid()}))
+    assert suite_runner.run_state(busy)["state"] == "running"
+    (busy / suite_runner.STATUS_FILE).write_text(json.dumps({"state": "running", "pid": -5}))
+    assert suite_runner.run_state(busy)["state"] == "interrupted"
 
 
 def test_last_error_line_finds_the_traceback_end_past_progress_bars(tmp_path):
@@ -283,7 +290,7 @@ def test_plan_prints_runs_and_overrides_and_does_no_work(tmp_path, capsys):
     assert sweep.main([str(config), "--suite", "pair", "--workdir-root",
                        str(tmp_path / "root")]) == 0
     out = capsys.readouterr().out
-    assert "3 runs" in out and "3 to run" in out
+    assert "3 runs" in out and "3 to run" in out and out.count("pending") == 3
     assert "k4  " in out and "zoo.num_models=4" in out and "(base config)" in out
     assert f"--workdir {tmp_path / 'root' / 'pair' / 'k4'} --config.zoo.num_models=4" in out
     assert not (tmp_path / "root").exists()
@@ -315,8 +322,9 @@ def test_smoke_suite_end_to_end(tmp_path, tfds_dir, small_mnist, monkeypatch):
     assert done.returncode == 0, done.stdout + done.stderr
     suite_dir = root / "pair"
     table = _table((suite_dir / "suite.md").read_text())
-    assert list(table) == ["default", "k4"]
-    for name in table:
+    assert list(table) == ["default", "k4", "broken"]   # the whole suite, broken not run yet
+    assert table["broken"]["state"] == "pending"
+    for name in ("default", "k4"):
         r = json.loads((suite_dir / name / "results.json").read_text())
         assert table[name]["state"] == "finished"
         assert table[name]["K"] == str(r["meta"]["K"]) == ("8" if name == "default" else "4")
@@ -328,12 +336,13 @@ def test_smoke_suite_end_to_end(tmp_path, tfds_dir, small_mnist, monkeypatch):
     assert (suite_dir / "plot_num_models.png").exists()
 
     # A second invocation does no work.
-    stamps = {n: (suite_dir / n / "results.json").stat().st_mtime_ns for n in table}
+    pair = ("default", "k4")
+    stamps = {n: (suite_dir / n / "results.json").stat().st_mtime_ns for n in pair}
     again, seconds = _sweep(config, root, "--only", "default,k4")
     assert again.returncode == 0, again.stderr
     assert "skipping 2 finished run(s)" in again.stdout and "started" not in again.stdout
-    assert stamps == {n: (suite_dir / n / "results.json").stat().st_mtime_ns for n in table}
-    assert all(len(suite_runner.read_status(suite_dir / n)["attempts"]) == 1 for n in table)
+    assert stamps == {n: (suite_dir / n / "results.json").stat().st_mtime_ns for n in pair}
+    assert all(len(suite_runner.read_status(suite_dir / n)["attempts"]) == 1 for n in pair)
     assert seconds < 30
 
     # The whole suite: the broken run fails, is reported, and the finished ones stay so.
