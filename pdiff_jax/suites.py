@@ -12,7 +12,8 @@ run (no overrides) is the shared reference row of every factor: the base
 config's K, noise, normalization, layers, autoencoder and T (paper defaults:
 K = 200, input noise 1e-3 / latent noise 0.1, instance norm, last two BN
 layers, 1D-CNN autoencoder, T = 1000, DDPM sampling). A factor is the set of
-keys a run overrides (``factors``), so adding a row is adding one line.
+keys a run overrides (``factors``), so adding a row is adding one line. The
+runner starts runs in suite order, so the longest rows come first.
 
 ``ablations`` holds the rows of paper Tab. 2 / Tab. 3 (K, noise, layer depth,
 normalization), Tab. 5(k) (T), Tab. 14 (FC vs 1D CNN) and App. C that this code
@@ -55,8 +56,13 @@ def ablations(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str, dict]:
       mode: the zoo mode; layer-depth rows exist only for 'subset' zoos of an
         architecture in ``LAYER_DEPTH``.
     """
+    depths = LAYER_DEPTH.get(arch, {}) if mode == "subset" else {}
     runs: dict[str, dict] = {
         "default": {},                                                  # reference row
+        # Layer depth (Tab. 3d): first, as they take longest (their evaluation runs the
+        # convolutions after the subset for every model). 'late' is the default subset.
+        **{f"layers_{d}": {"zoo.selector": depths[d]} for d in ("early", "middle")
+           if d in depths},
         # Number of models K (paper Tab. 2a); the default is 200.
         "k1": {"zoo.num_models": 1},
         "k10": {"zoo.num_models": 10},
@@ -82,10 +88,6 @@ def ablations(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str, dict]:
         "ddim50": {"evaluate.sampler": "ddim", "evaluate.sample_steps": 50},
         "ddim100": {"evaluate.sampler": "ddim", "evaluate.sample_steps": 100},
     }
-    depths = LAYER_DEPTH.get(arch, {}) if mode == "subset" else {}
-    # Layer depth (Tab. 3d); 'late' is the default subset, so it is the default run.
-    runs.update({f"layers_{d}": {"zoo.selector": depths[d]} for d in ("early", "middle")
-                 if d in depths})
     return runs
 
 
