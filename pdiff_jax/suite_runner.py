@@ -154,6 +154,8 @@ def last_error_line(log_path, max_bytes: int = 200_000) -> str:
 
 def cpu_core_groups() -> list[tuple[int, ...]]:
     """The CPUs this process may use, grouped by physical core (hyperthreads together)."""
+    if not hasattr(os, "sched_getaffinity"):   # macOS: no affinity, no topology files
+        return [(i,) for i in range(os.cpu_count() or 1)]
     allowed = sorted(os.sched_getaffinity(0))
     groups: dict[tuple[str, str], list[int]] = {}
     for cpu in allowed:
@@ -266,7 +268,8 @@ def _start(job: Job, slot: Slot, attempt: int, base_env: Mapping[str, str]):
               f"({slot.describe()}): {' '.join(job.argv)}\n")
     log.flush()
     cpus = slot.cpus
-    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
+    pin = cpus is not None and hasattr(os, "sched_setaffinity")
+    preexec = (lambda: os.sched_setaffinity(0, cpus)) if pin else None
     proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
                             env={**base_env, **slot.env}, preexec_fn=preexec)
     return proc, log

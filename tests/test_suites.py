@@ -242,6 +242,12 @@ def test_last_error_line_finds_the_traceback_end_past_progress_bars(tmp_path):
 # ----------------------------------------------------------------------------- runner
 
 
+def test_core_groups_cover_the_allowed_cpus_once():
+    groups = suite_runner.cpu_core_groups()
+    flat = [c for g in groups for c in g]
+    assert sorted(flat) == sorted(os.sched_getaffinity(0))
+
+
 def test_slots_one_run_per_gpu_or_per_physical_core(monkeypatch):
     groups = [(0, 4), (1, 5), (2, 6), (3, 7)]
     assert [s.cpus for s in suite_runner.plan_slots("cpu", 1, 4, groups)] == groups
