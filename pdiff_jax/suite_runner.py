@@ -1,0 +1,350 @@
+"""Run the runs of a suite as parallel subprocesses, each on its own devices or cores.
+
+Every run is one ``python -m pdiff_jax.main`` process with its own workdir. A
+run's stdout and stderr go to ``WORKDIR/run.log``; the runner records each
+attempt (command, exit code, wall time, peak RSS) in
+``WORKDIR/.sweep_status.json`` (hidden: the pipeline treats a workdir holding
+only hidden files, config.json and metrics.jsonl as holding no work).
+
+A run is *finished* when ``results.json`` is at least as new as ``config.json``
+(the pipeline rewrites config.json at every start and results.json at the end)
+and config.json is the config the suite asks for. Finished runs are skipped, so
+invoking a suite again only runs what is missing; an unfinished run restarts in
+its workdir and the pipeline skips its finished stages.
+
+Placement (``plan_slots``): on GPUs one run per device (``CUDA_VISIBLE_DEVICES``);
+on a CPU one run per physical core, pinned to that core's logical CPUs with
+``sched_setaffinity`` (XLA sizes its thread pool to the CPUs a process may use).
+Measured here (shared/CPU_NOTES.md): two one-core processes did 2x the work of
+one two-core process, because XLA's CPU intra-op parallelism is weak.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG_FILE = "run.log"
+STATUS_FILE = ".sweep_status.json"
+# Peak RSS of the default config (cnn_bn, K = 200) is ~2.3 GB (benchmarks/BENCHMARKS.md);
+# the default job count leaves this much memory per job.
+MEMORY_PER_JOB_GB = 2.5
+
+
+@dataclass
+class Job:
+    """One run: its name, command line, workdir and the config it must hold (None: any)."""
+
+    name: str
+    argv: list[str]
+    workdir: Path
+    expected_config: dict | None = None
+
+
+@dataclass
+class Slot:
+    """Where a job runs: extra environment variables and the CPUs it may use (None: all)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    cpus: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.env.items()]
+        if self.cpus is not None:
+            parts.append("cpus " + ",".join(map(str, self.cpus)))
+        return "; ".join(parts) or "all devices"
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def read_status(workdir: Path) -> dict:
+    path = Path(workdir) / STATUS_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_status(workdir: Path, status: Mapping) -> None:
+    path = Path(workdir) / STATUS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _holds_artifacts(workdir: Path) -> bool:
+    """Whether the pipeline has written anything besides its config and metrics log."""
+    return any(p.name not in ("config.json", "metrics.jsonl", LOG_FILE)
+               and not p.name.startswith(".") for p in workdir.iterdir())
+
+
+def run_state(workdir, expected_config: Mapping | None = None) -> dict:
+    """``{'state': ..., 'log': path, 'error': last error line or ''}`` of one run's workdir.
+
+    States: 'finished', 'stale' (holds a run of another config), 'running',
+    'failed', 'interrupted' (started, not running, no exit recorded) or 'pending'.
+    """
+    workdir = Path(workdir)
+    log = workdir / LOG_FILE
+    out = {"state": "pending", "log": str(log), "error": ""}
+    config, results = workdir / "config.json", workdir / "results.json"
+    if config.exists() and expected_config is not None:
+        try:
+            saved = json.loads(config.read_text())
+        except ValueError:
+            saved = None
+        if saved != expected_config and _holds_artifacts(workdir):
+            out.update(state="stale", error=f"{workdir} holds a run of a different config: "
+                       "delete it or use another --workdir-root")
+            return out
+    if results.exists() and config.exists() \
+            and results.stat().st_mtime_ns >= config.stat().st_mtime_ns:
+        out["state"] = "finished"
+        return out
+    status = read_status(workdir)
+    if status.get("state") == "running":
+        out["state"] = "running" if _alive(status.get("pid")) else "interrupted"
+    elif status.get("state") == "failed":
+        out.update(state="failed", error=status.get("error", ""))
+    elif workdir.exists() and (config.exists() or log.exists()):
+        out["state"] = "interrupted"
+    return out
+
+
+_ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt)|FATAL|Fatal|Killed)\b")
+
+
+def last_error_line(log_path, max_bytes: int = 200_000) -> str:
+    """The last line of a log that names an error (a traceback's last line), else its last line."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    # Progress bars rewrite a line with '\r': keep what a terminal would show last.
+    lines = [ln.rsplit("\r", 1)[-1].strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    return lines[-1] if lines else ""
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+def cpu_core_groups() -> list[tuple[int, ...]]:
+    """The CPUs this process may use, grouped by physical core (hyperthreads together)."""
+    if not hasattr(os, "sched_getaffinity"):   # macOS: no affinity, no topology files
+        return [(i,) for i in range(os.cpu_count() or 1)]
+    allowed = sorted(os.sched_getaffinity(0))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for cpu in allowed:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            key = ((topo / "physical_package_id").read_text().strip(),
+                   (topo / "core_id").read_text().strip())
+        except OSError:
+            key = ("cpu", str(cpu))   # no topology: every logical CPU is its own core
+        groups.setdefault(key, []).append(cpu)
+    return [tuple(g) for g in groups.values()]
+
+
+def available_memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def probe_devices(python: str = sys.executable, timeout: float = 180) -> tuple[str, int]:
+    """``(platform, number of local devices)`` as JAX sees them, asked in a subprocess.
+
+    A subprocess, so that this process never holds (or preallocates) an accelerator.
+    Falls back to ``('cpu', 1)`` if JAX cannot be started.
+    """
+    code = "import jax; d = jax.local_devices(); print(d[0].platform, len(d))"
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env,
+                             timeout=timeout, check=True).stdout.split()
+        return out[-2], int(out[-1])
+    except (subprocess.SubprocessError, OSError, IndexError, ValueError):
+        return "cpu", 1
+
+
+def default_jobs(platform: str, num_devices: int, cores: int,
+                 memory_gb: float | None = None) -> int:
+    """How many runs at once: one per GPU; on a CPU one per physical core, within memory.
+
+    Other accelerators (TPU): one run holding every chip (splitting a slice between
+    processes needs per-topology settings this runner does not make).
+    """
+    if platform == "gpu":
+        return max(1, num_devices)
+    if platform != "cpu":
+        return 1
+    jobs = max(1, cores)
+    if memory_gb is not None:
+        jobs = min(jobs, max(1, int(memory_gb // MEMORY_PER_JOB_GB)))
+    return jobs
+
+
+def plan_slots(platform: str, num_devices: int, jobs: int,
+               core_groups: Sequence[tuple[int, ...]] | None = None) -> list[Slot]:
+    """One Slot per concurrent job: its devices (GPU) or its cores (CPU)."""
+    if platform == "gpu":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [s for s in visible.split(",") if s] if visible else \
+            [str(i) for i in range(num_devices)]
+        shared = jobs > len(ids)   # several runs per GPU: no run may preallocate it
+        slots = []
+        for i in range(jobs):
+            env = {"CUDA_VISIBLE_DEVICES": ids[i % len(ids)]}
+            if shared:
+                env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+            slots.append(Slot(env))
+        return slots
+    if platform != "cpu":
+        return [Slot() for _ in range(jobs)]
+    groups = list(core_groups if core_groups is not None else cpu_core_groups())
+    if jobs >= len(groups):   # one core each (cores shared if more jobs than cores)
+        return [Slot(cpus=groups[i % len(groups)]) for i in range(jobs)]
+    # Fewer jobs than cores: split the cores into `jobs` contiguous shares.
+    share, extra = divmod(len(groups), jobs)
+    slots, start = [], 0
+    for i in range(jobs):
+        n = share + (1 if i < extra else 0)
+        slots.append(Slot(cpus=tuple(c for g in groups[start:start + n] for c in g)))
+        start += n
+    return slots
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _release_stale_workdir(job: Job) -> None:
+    # A run that stopped before producing artifacts (e.g. a bad override) may be taken
+    # over by a corrected config, as the pipeline allows. Its config and log are moved
+    # aside (hidden names), else the pipeline would count the log as work and refuse.
+    for name in ("config.json", LOG_FILE):
+        if (job.workdir / name).exists():
+            (job.workdir / name).replace(job.workdir / f".{name}.previous")
+
+
+def _start(job: Job, slot: Slot, attempt: int, base_env: Mapping[str, str]):
+    job.workdir.mkdir(parents=True, exist_ok=True)
+    if job.expected_config is not None and (job.workdir / "config.json").exists() \
+            and not _holds_artifacts(job.workdir):
+        try:
+            if json.loads((job.workdir / "config.json").read_text()) != job.expected_config:
+                _release_stale_workdir(job)
+        except ValueError:
+            pass
+    log = open(job.workdir / LOG_FILE, "a")
+    log.write(f"==== attempt {attempt} at {time.strftime('%Y-%m-%d %H:%M:%S')} "
+              f"({slot.describe()}): {' '.join(job.argv)}\n")
+    log.flush()
+    cpus = slot.cpus
+    pin = cpus is not None and hasattr(os, "sched_setaffinity")
+    preexec = (lambda: os.sched_setaffinity(0, cpus)) if pin else None
+    proc = subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT,
+                            env={**base_env, **slot.env}, preexec_fn=preexec)
+    return proc, log
+
+
+def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], *,
+             say: Callable[[str], None] = print,
+             env: Mapping[str, str] | None = None) -> dict[str, dict]:
+    """Run ``jobs`` with at most ``len(slots)`` at once; returns ``{name: outcome}``.
+
+    An outcome has state ('finished' or 'failed'), returncode, wall_s, max_rss_mb
+    (this attempt's peak resident memory, from ``wait4``), log and error (the log's
+    last error line). A failed job never stops the others.
+    """
+    base_env = dict(os.environ if env is None else env)
+    pending = deque(jobs)
+    free = list(range(len(slots)))
+    active: dict[int, tuple] = {}
+    outcomes: dict[str, dict] = {}
+    try:
+        while pending or active:
+            while pending and free:
+                job, slot_index = pending.popleft(), free.pop(0)
+                status = read_status(job.workdir)
+                attempts = list(status.get("attempts", []))
+                proc, log = _start(job, slots[slot_index], len(attempts) + 1, base_env)
+                started = time.time()
+                _write_status(job.workdir, {"state": "running", "pid": proc.pid,
+                                            "started": started, "argv": job.argv,
+                                            "attempts": attempts})
+                active[proc.pid] = (job, slot_index, proc, log, started, attempts)
+                say(f"started  {job.name} ({slots[slot_index].describe()}); "
+                    f"log {job.workdir / LOG_FILE}")
+            pid, wait_status, usage = os.wait4(-1, 0)
+            if pid not in active:
+                continue
+            job, slot_index, proc, log, started, attempts = active.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            log.close()
+            free.append(slot_index)
+            outcome = _outcome(job, proc.returncode, time.time() - started,
+                               usage.ru_maxrss / 1024)   # ru_maxrss is in KiB on Linux
+            attempts.append({k: outcome[k] for k in ("returncode", "wall_s", "max_rss_mb")}
+                            | {"started": started})
+            _write_status(job.workdir, {"state": outcome["state"], "error": outcome["error"],
+                                        "argv": job.argv, "attempts": attempts})
+            outcomes[job.name] = outcome
+            if outcome["state"] == "finished":
+                say(f"finished {job.name} in {outcome['wall_s']:.0f} s "
+                    f"(peak RSS {outcome['max_rss_mb']:.0f} MB)")
+            else:
+                say(f"FAILED   {job.name} (exit {proc.returncode}): {outcome['error']}\n"
+                    f"         log: {outcome['log']}")
+    except BaseException:   # Ctrl-C or a bug: stop the children, record them as interrupted
+        for entry in active.values():
+            entry[2].terminate()
+        for job, _, proc, log, _, attempts in active.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+            _write_status(job.workdir, {"state": "failed", "error": "interrupted",
+                                        "argv": job.argv, "attempts": attempts})
+        raise
+    return outcomes
+
+
+def _outcome(job: Job, returncode: int, wall_s: float, max_rss_mb: float) -> dict:
+    log = job.workdir / LOG_FILE
+    state = run_state(job.workdir, job.expected_config)["state"] if returncode == 0 else "failed"
+    error = ""
+    if returncode != 0:
+        error = last_error_line(log) or f"exit code {returncode}"
+    elif state != "finished":
+        state, error = "failed", "exited 0 but wrote no results.json (were --stages restricted?)"
+    return {"state": state, "returncode": returncode, "wall_s": round(wall_s, 1),
+            "max_rss_mb": round(max_rss_mb, 1), "log": str(log), "error": error}
