@@ -121,7 +121,6 @@ def _closest(name: str, candidates: Sequence[str], n: int = 5) -> str:
 # ParamSpec
 
 
-@jax.tree_util.register_static
 def segment_ids(segments: Sequence[int] | None, dim: int) -> np.ndarray:
     """i32[D]: for each coordinate of a flat vector, the index of its tensor.
 
@@ -138,6 +137,7 @@ def segment_ids(segments: Sequence[int] | None, dim: int) -> np.ndarray:
     return np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
     """Which leaves make up the flat vector, in order, with shapes and dtypes.

@@ -245,12 +245,12 @@ def test_every_config_field_has_a_rule():
 def test_choices_match_the_modules_that_consume_them():
     from pdiff_jax import training
     from pdiff_jax.data import batches
-    from pdiff_jax.generator import autoencoder, generator, normalize
+    from pdiff_jax.generator import autoencoder, normalize, sampling
 
     assert cc.NORMALIZATION_MODES == normalize.MODES
     assert cc.NORMS == autoencoder.NORMS
     assert cc.AUTOENCODER_KINDS == tuple(autoencoder.AUTOENCODERS)
-    assert cc.SAMPLERS == generator.SAMPLERS
+    assert cc.SAMPLERS == sampling.SAMPLERS
     assert cc.FOLD_MULTIPLE == 2 ** autoencoder.NUM_STAGES
     assert {a or None for a in cc.AUGMENTATIONS} == set(batches._AUGMENTATIONS)
     for optimizer in cc.OPTIMIZERS:
