@@ -29,31 +29,6 @@ SUITE_MD, SUITE_JSON = "suite.md", "suite.json"
 # ----------------------------------------------------------------------------- reading
 
 
-def stage_seconds(workdir) -> dict[str, float]:
-    """``{stage: seconds}`` summed over the run's invocations (metrics.jsonl 'timing' lines).
-
-    Summed because a resumed run logs each stage once per invocation (a skipped
-    stage adds ~0 s); results.json's timings hold only the last invocation's.
-    """
-    out: dict[str, float] = {}
-    try:
-        lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue   # a line cut short by an interrupted write
-        if record.get("stage") != "timing":
-            continue
-        for key, value in record.items():
-            if key.endswith("_s") and isinstance(value, (int, float)):
-                stage = key[:-2]
-                out[stage] = out.get(stage, 0.0) + float(value)
-    return out
-
-
 def run_metrics(results: Mapping) -> dict:
     """The suite's numbers of one run from its results dict (see ``report.build_results``)."""
     meta = results.get("meta", {}) or {}
@@ -95,7 +70,8 @@ def collect_rows(suite_dir, runs: Mapping[str, Mapping],
         if row["state"] == "finished":
             results = json.loads((workdir / "results.json").read_text())
             row.update(run_metrics(results))
-            seconds = stage_seconds(workdir) or results.get("meta", {}).get("timings_s", {})
+            # Every finished stage's own time, read from its artifact by the report stage.
+            seconds = results.get("meta", {}).get("timings_s", {})
             row["stage_s"] = {k: round(v, 1) for k, v in seconds.items()}
             row["ae_s"] = row["stage_s"].get("autoencoder")
             row["diffusion_s"] = row["stage_s"].get("diffusion")

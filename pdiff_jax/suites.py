@@ -84,9 +84,9 @@ def ablations(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str, dict]:
         "t500": {"generator.diffusion.process.num_timesteps": 500},
         "t2000": {"generator.diffusion.process.num_timesteps": 2000},
         # DDIM sampling with fewer steps than T (the default samples DDPM with T steps).
-        "ddim10": {"evaluate.sampler": "ddim", "evaluate.sample_steps": 10},
-        "ddim50": {"evaluate.sampler": "ddim", "evaluate.sample_steps": 50},
-        "ddim100": {"evaluate.sampler": "ddim", "evaluate.sample_steps": 100},
+        "ddim10": {"generator.sampling.sampler": "ddim", "generator.sampling.steps": 10},
+        "ddim50": {"generator.sampling.sampler": "ddim", "generator.sampling.steps": 50},
+        "ddim100": {"generator.sampling.sampler": "ddim", "generator.sampling.steps": 100},
     }
     return runs
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdiff_jax import aggregate, report, suite_runner, suites
+from pdiff_jax import aggregate, suite_runner, suites
+from pdiff_jax.evaluation import report
 
 ROOT = Path(__file__).resolve().parent.parent
 
