@@ -117,7 +117,7 @@ def test_factors_group_runs_by_swept_keys_with_the_reference_in_each():
 # ----------------------------------------------------------------------------- aggregator
 
 
-def _write_run(workdir: Path, rng, *, K: int, timings=(), rss=()) -> dict:
+def _write_run(workdir: Path, rng, *, K: int, timings=None, rss=()) -> dict:
     """A finished run: config.json, then results.json from build_results on random groups."""
     workdir.mkdir(parents=True)
     (workdir / "config.json").write_text("{}")
@@ -130,13 +130,10 @@ def _write_run(workdir: Path, rng, *, K: int, timings=(), rss=()) -> dict:
     results = report.build_results(
         group(K), group(n), ensemble=0.77,
         baselines={"noise_0.01": group(n), "average_16": group(n), "gaussian": group(n)},
-        meta={"K": K, "D": D, "timings_s": {"autoencoder": 999.0}}, acc_unit="fraction")
+        meta={"K": K, "D": D, "timings_s": timings or {"autoencoder": 999.0}},
+        acc_unit="fraction")
     time.sleep(0.01)  # results.json strictly newer than config.json
     report.write_results_json(results, workdir)
-    with open(workdir / "metrics.jsonl", "w") as f:
-        for stage, seconds in timings:
-            f.write(json.dumps({"stage": "timing", "step": 0, stage + "_s": seconds}) + "\n")
-        f.write('{"stage": "timing", "st')   # a line cut short by an interrupted write
     if rss:
         (workdir / suite_runner.STATUS_FILE).write_text(json.dumps(
             {"state": "finished", "attempts": [{"max_rss_mb": r, "wall_s": 10.0} for r in rss]}))
@@ -160,8 +157,8 @@ def test_aggregate_matches_the_runs_results_and_shows_unfinished_runs(tmp_path):
             "norm_group": {"m.norm": "group"}, "k2": {"zoo.num_models": 2},
             "broken": {"zoo.selector": "^params/(a|b)$"}}
     res = {"default": _write_run(suite_dir / "default", rng, K=16,
-                                 timings=[("autoencoder", 10.0), ("autoencoder", 2.0),
-                                          ("diffusion", 5.0)], rss=(1000.0, 1200.0)),
+                                 timings={"autoencoder": 12.0, "diffusion": 5.0},
+                                 rss=(1000.0, 1200.0)),
            "k4": _write_run(suite_dir / "k4", rng, K=4),
            "k8": _write_run(suite_dir / "k8", rng, K=8),
            "norm_group": _write_run(suite_dir / "norm_group", rng, K=16)}
@@ -187,10 +184,11 @@ def test_aggregate_matches_the_runs_results_and_shows_unfinished_runs(tmp_path):
         assert row["NN max IoU (zoo)"] == (f"{r['pdiff']['novelty']['max_iou_gen_mean']:.3f} "
                                            f"({r['novelty']['max_iou_orig_mean']:.3f})")
         assert row["K"] == str(r["meta"]["K"])
-    # Timings: metrics.jsonl summed over invocations, not results.json's last invocation.
+    # Timings: each stage's own time, from results.json (the report reads them from the
+    # artifacts, so a resumed run shows every stage).
     assert table["default"]["AE s"] == "12" and table["default"]["diffusion s"] == "5"
     assert table["default"]["peak RSS MB"] == "1200" and table["k4"]["peak RSS MB"] == "-"
-    assert table["k4"]["AE s"] == "999"   # no timing lines: falls back to results.json
+    assert table["k4"]["AE s"] == "999"
     assert table["k2"]["state"] == "pending" and table["k2"]["original"] == "-"
     assert table["broken"]["state"] == "failed"
     assert table["broken"]["changes"] == "selector=^params/(a|b)$"
