@@ -97,11 +97,10 @@ def check_prerequisites(workdir: Path, todo, stages) -> None:
     for i, stage in enumerate(stages):
         if stage.name not in planned:
             continue
-        for before in stages[:i]:
-            done = before.artifact is None or artifacts.exists(
-                artifacts.artifact_dir(workdir, before.artifact))
-            if not done and before.name not in planned:
-                raise WorkdirConflict(
-                    f"stage '{stage.name}' needs the '{before.name}' stage's result, which "
-                    f"{workdir} does not have yet: run the same command without --stages "
-                    f"(or with --stages={before.name},{stage.name}) to make it first")
+        missing = [b.name for b in stages[:i] if b.name not in planned and b.artifact
+                   and not artifacts.exists(artifacts.artifact_dir(workdir, b.artifact))]
+        if missing:
+            raise WorkdirConflict(
+                f"stage '{stage.name}' needs the '{missing[0]}' stage's result, which "
+                f"{workdir} does not have yet: run the same command without --stages "
+                f"(or with --stages={','.join([*missing, stage.name])}) to make it first")

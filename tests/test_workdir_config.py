@@ -1,0 +1,86 @@
+"""Which config a workdir holds: a changed config is refused exactly when a finished
+artifact depends on what changed, and the message says what to delete."""
+
+import json
+
+import pytest
+
+from pdiff_jax import artifacts
+from pdiff_jax.default_config import get_config
+from pdiff_jax.pipeline import STAGES
+from pdiff_jax.workdir_config import WorkdirConflict, adopt, check_prerequisites
+
+
+def _finish(workdir, *names):
+    """Fake finished artifacts (what ``artifacts.exists`` checks)."""
+    for name in names:
+        (workdir / name / "arrays").mkdir(parents=True)
+        (workdir / name / "meta.json").write_text("{}")
+
+
+def _saved(workdir, config):
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(sort_keys=True))
+
+
+def test_new_workdir_and_same_config_are_accepted(tmp_path):
+    config = get_config("smoke")
+    adopt(tmp_path / "new", config, STAGES)
+    _saved(tmp_path / "wd", config)
+    _finish(tmp_path / "wd", "zoo", "autoencoder")
+    adopt(tmp_path / "wd", get_config("smoke"), STAGES)
+
+
+def test_a_failed_first_attempt_does_not_poison_the_workdir(tmp_path):
+    wd = tmp_path / "wd"
+    old = get_config("smoke")
+    old.zoo.lr = 1e6                     # diverged: nothing finished, some training state left
+    _saved(wd, old)
+    stale = artifacts.checkpoint_dir(wd, "collect", "base") / "1"
+    stale.mkdir(parents=True)
+    adopt(wd, get_config("smoke"), STAGES)
+    assert not stale.exists()            # made under the old zoo settings: not resumed
+
+
+def test_unfinished_training_state_survives_a_change_it_does_not_depend_on(tmp_path):
+    wd = tmp_path / "wd"
+    _saved(wd, get_config("smoke"))
+    state = artifacts.checkpoint_dir(wd, "collect", "subset") / "4"
+    state.mkdir(parents=True)
+    config = get_config("smoke")
+    config.evaluate.num_baseline = 20
+    adopt(wd, config, STAGES)
+    assert state.exists()
+
+
+def test_a_change_behind_finished_artifacts_names_them(tmp_path):
+    wd = tmp_path / "wd"
+    _saved(wd, get_config("smoke"))
+    _finish(wd, "zoo", "autoencoder", "diffusion")
+    config = get_config("smoke")
+    config.generator.autoencoder.model.latent_noise = 0.5
+    with pytest.raises(WorkdirConflict) as info:
+        adopt(wd, config, STAGES)
+    message = str(info.value)
+    assert "generator.autoencoder.model.latent_noise" in message
+    assert f"delete {wd / 'autoencoder'}/, {wd / 'diffusion'}/ to recompute" in message
+    assert f"{wd / 'zoo'}/" not in message   # the zoo does not depend on the autoencoder
+
+
+def test_a_change_only_later_stages_read_is_accepted(tmp_path):
+    wd = tmp_path / "wd"
+    _saved(wd, get_config("smoke"))
+    _finish(wd, "zoo", "autoencoder", "diffusion", "samples")
+    config = get_config("smoke")
+    config.evaluate.num_baseline = 20    # read by evaluate only, which has not finished
+    adopt(wd, config, STAGES)
+    assert json.loads((wd / "config.json").read_text())["evaluate"]["num_baseline"] == 8
+
+
+def test_a_stage_without_its_inputs_names_the_command(tmp_path):
+    todo = [s for s in STAGES if s.name == "sample"]
+    with pytest.raises(WorkdirConflict, match=r"stage 'sample' needs the 'collect' stage's "
+                                              r"result.*--stages=collect,autoencoder,diffusion,sample"):
+        check_prerequisites(tmp_path, todo, STAGES)
+    _finish(tmp_path, "zoo", "autoencoder", "diffusion")
+    check_prerequisites(tmp_path, todo, STAGES)
