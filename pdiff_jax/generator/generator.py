@@ -22,8 +22,8 @@ import numpy as np
 from pdiff_jax.checkpoint import CheckpointError, read_json, restore_pytree
 
 from . import autoencoder as ae_lib
+from . import denoiser as denoiser_lib
 from . import diffusion as dp
-from .denoiser import UNet1D
 from .normalize import Normalizer, denormalize, normalize
 
 AE_DIR, AE_META = "autoencoder", "autoencoder.json"
@@ -43,8 +43,11 @@ def build_autoencoder(D: int, config):
     return ae_lib.build(D, **module_kwargs(config.autoencoder.model))
 
 
-def build_denoiser(config) -> UNet1D:
-    return UNet1D(**module_kwargs(config.diffusion.model))
+def build_denoiser(config):
+    """The denoiser of ``config.diffusion.model.kind`` ('unet' when absent, as in older
+    artifacts)."""
+    return denoiser_lib.build(num_timesteps=config.diffusion.process.num_timesteps,
+                              **module_kwargs(config.diffusion.model))
 
 
 def zoo_fingerprint(vectors) -> str:
