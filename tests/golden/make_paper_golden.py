@@ -14,6 +14,10 @@ q an integer in [-3, 3]: exactly representable, and the file stays under 2 MB),
 and records eval-mode forwards: encode, decode (of the codes and of random
 latents), and the denoiser with a distinct timestep per sample (each sample
 run alone, since their forward embeds sample 0's t for the whole batch).
+Every forward is recorded in float32 and in float64 (``*_f64``, same weights):
+InstanceNorm over a few positions can be ill-conditioned, so float32 runs of
+two exact implementations may differ by ~1e-4 on some inputs; float64 runs
+agree to ~1e-12 and are what the exactness test compares.
 The file stores weights as (q int8 in PyTorch layout, scale f32) per tensor.
 """
 
@@ -58,12 +62,15 @@ def run_ae(cls, D: int, tag: str, out: dict, rng) -> tuple[int, int]:
     x = (0.1 * rng.standard_normal((BATCH, D)) + rng.standard_normal(D) * 0.05).astype(np.float32)
     with torch.no_grad():
         z = ae.encode(torch.from_numpy(x))  # [B, C, L]
-        z_rand = torch.from_numpy(rng.uniform(-1, 1, tuple(z.shape)).astype(np.float32))
-        out[f"{tag}/x"] = x
-        out[f"{tag}/latent"] = z.numpy()
-        out[f"{tag}/recon"] = ae.decode(z).numpy()
-        out[f"{tag}/z_rand"] = z_rand.numpy()
-        out[f"{tag}/decoded_rand"] = ae.decode(z_rand).numpy()
+        z_rand = rng.uniform(-1, 1, tuple(z.shape)).astype(np.float32)
+        out[f"{tag}/x"], out[f"{tag}/z_rand"] = x, z_rand
+        for suffix, dtype in (("", torch.float32), ("_f64", torch.float64)):
+            ae = ae.to(dtype)
+            z = ae.encode(torch.from_numpy(x).to(dtype))
+            out[f"{tag}/latent{suffix}"] = z.numpy()
+            out[f"{tag}/recon{suffix}"] = ae.decode(z).numpy()
+            z_in = torch.from_numpy(z_rand).to(dtype)
+            out[f"{tag}/decoded_rand{suffix}"] = ae.decode(z_in).numpy()
     out[f"{tag}/D"] = np.int64(D)
     return int(z.shape[1]), int(z.shape[2])
 
@@ -85,10 +92,13 @@ def main() -> None:
     quantize_(den, "denoiser", out)
     x = rng.standard_normal((4, C, L)).astype(np.float32)
     t = np.array([0, 417, 998, 53], np.int64)
-    with torch.no_grad():
-        eps = [den(torch.from_numpy(x[i:i + 1]), torch.from_numpy(t[i:i + 1])).numpy()
-               for i in range(len(t))]
-    out["denoiser/x"], out["denoiser/t"], out["denoiser/eps"] = x, t, np.concatenate(eps)
+    out["denoiser/x"], out["denoiser/t"] = x, t
+    for suffix, dtype in (("", torch.float32), ("_f64", torch.float64)):
+        den = den.to(dtype)
+        with torch.no_grad():
+            eps = [den(torch.from_numpy(x[i:i + 1]).to(dtype), torch.from_numpy(t[i:i + 1]))
+                   for i in range(len(t))]
+        out[f"denoiser/eps{suffix}"] = np.concatenate([e.numpy() for e in eps])
 
     for f in ("encoder.py", "unet.py"):  # provenance: which version of their code
         out[f"source_sha256/{f}"] = np.array(hashlib.sha256((mod_dir / f).read_bytes()).hexdigest())
