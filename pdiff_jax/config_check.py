@@ -53,7 +53,9 @@ SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")
 CHANNELS = (0, 1, 3)
 NORMALIZATION_MODES = ("coordinate", "tensor", "none")
-AUTOENCODER_KINDS = ("conv", "fc")
+AUTOENCODER_KINDS = ("conv", "fc", "paper")
+DENOISER_KINDS = ("unet", "paper")
+PAPER_AE_SIZES = ("medium", "small")
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
 VECTORIZE = ("vmap", "map")
@@ -96,6 +98,7 @@ CHOICES = {
     "zoo.mode": ZOO_MODES, "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
+    f"{_DIFF}.model.kind": DENOISER_KINDS,
     f"{_AE}.model.norm": NORMS, "generator.sampling.sampler": SAMPLERS,
     "evaluate.vectorize": VECTORIZE,
 }
@@ -261,6 +264,10 @@ def _check_relations(config) -> None:
             _fail(path, "a string", v)
 
     _check_sampler_steps(config)
+    ae = _get(config, f"{_AE}.model")
+    if ae.kind == "paper" and ae.get("size", "medium") not in PAPER_AE_SIZES:
+        _fail(f"{_AE}.model.size", f"one of {PAPER_AE_SIZES} for the paper autoencoder",
+              ae.get("size"), f"e.g. {_flag(f'{_AE}.model.size', 'medium')}")
 
 
 def _check_sampler_steps(config) -> None:

@@ -245,11 +245,14 @@ def test_every_config_field_has_a_rule():
 def test_choices_match_the_modules_that_consume_them():
     from pdiff_jax import training
     from pdiff_jax.data import batches
-    from pdiff_jax.generator import autoencoder, normalize, sampling
+    from pdiff_jax.generator import autoencoder, denoiser, normalize, sampling
 
     assert cc.NORMALIZATION_MODES == normalize.MODES
     assert cc.NORMS == autoencoder.NORMS
     assert cc.AUTOENCODER_KINDS == tuple(autoencoder.AUTOENCODERS)
+    assert cc.DENOISER_KINDS == tuple(denoiser.DENOISERS)
+    from pdiff_jax.generator import paper_modules
+    assert cc.PAPER_AE_SIZES == tuple(paper_modules.PAPER_AE_SIZES)
     assert cc.SAMPLERS == sampling.SAMPLERS
     assert cc.FOLD_MULTIPLE == 2 ** autoencoder.NUM_STAGES
     assert {a or None for a in cc.AUGMENTATIONS} == set(batches._AUGMENTATIONS)

@@ -35,6 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .paper_modules import PaperAutoencoder
+
 NORMS = ("instance", "group", "batch", "none")
 NUM_STAGES = 4
 
@@ -282,7 +284,8 @@ class FCAutoencoder(nn.Module):
         return reconstruct(self, x, train)
 
 
-AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder}
+# 'paper': the authors' own autoencoder, ported exactly (paper_modules.py).
+AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder, "paper": PaperAutoencoder}
 
 
 def _fields(cls) -> set[str]:
@@ -290,7 +293,7 @@ def _fields(cls) -> set[str]:
 
 
 def build(D: int, kind: str = "conv", **kwargs):
-    """The autoencoder of ``kind`` ('conv' | 'fc') for vectors of D numbers.
+    """The autoencoder of ``kind`` ('conv' | 'fc' | 'paper') for vectors of D numbers.
 
     ``kwargs`` is the config section ``autoencoder.model``: it holds the keys of
     both kinds; those of the other kind are ignored, unknown keys are an error.

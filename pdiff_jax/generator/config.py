@@ -3,10 +3,12 @@ function or module:
 
   normalization        -> normalize.fit_normalizer(vectors, segments, **.)
   autoencoder.model    -> autoencoder.build(D=..., **.): kind 'conv' -> ParamAutoencoder,
-                          'fc' -> FCAutoencoder (each takes its own keys, ignores the other's)
+                          'fc' -> FCAutoencoder (each takes its own keys, ignores the other's),
+                          'paper' -> the authors' AE (paper_modules.py; configs/paper.py)
   autoencoder.train    -> train.TrainSettings(**.)   (optimizer, steps, batch, EMA, logging)
   diffusion.process    -> diffusion.linear_schedule(**.)
-  diffusion.model      -> denoiser.UNet1D(**.)
+  diffusion.model      -> denoiser.build(**.): kind 'unet' -> UNet1D, 'paper' -> the
+                          authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py)
   diffusion.train      -> train.TrainSettings(**.)
   sampling             -> sampling.SamplerSettings(**.)  (the only sampler settings)
 
@@ -60,7 +62,7 @@ def default_generator_config() -> ml_collections.ConfigDict:
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),
-        model=dict(channels=(32, 32), time_dim=64, kernel_size=3),
+        model=dict(kind="unet", channels=(32, 32), time_dim=64, kernel_size=3),
         train=_train(steps=4000, ema_decay=0.9999),
     )
     cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True)

@@ -10,11 +10,14 @@ seconds on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from .paper_modules import PaperDenoiser
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -91,3 +94,29 @@ class UNet1D(nn.Module):
         out = nn.Conv(C, (self.kernel_size,), padding="SAME",
                       kernel_init=nn.initializers.zeros)(h)
         return out[:, :L]
+
+
+# 'paper': the authors' AE_CNN_bottleneck, ported exactly (paper_modules.py).
+DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser}
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "num_timesteps"}
+
+
+def build(kind: str = "unet", *, num_timesteps: int = 1000, **kwargs) -> nn.Module:
+    """The denoiser of ``kind`` ('unet' | 'paper'); ``kwargs`` is the config section
+    ``diffusion.model`` (keys of the other kind are ignored, unknown keys are an error).
+    ``num_timesteps`` is the process's T (the paper denoiser embeds each t in a table)."""
+    if kind not in DENOISERS:
+        raise ValueError(f"diffusion.model.kind must be one of {tuple(DENOISERS)}, got {kind!r}")
+    known = set().union(*(_fields(c) for c in DENOISERS.values()))
+    unknown = set(kwargs) - known
+    if unknown:
+        raise ValueError(f"unknown diffusion.model keys {sorted(unknown)}; known: "
+                         f"{sorted(known | {'kind'})}")
+    cls = DENOISERS[kind]
+    own = {k: v for k, v in kwargs.items() if k in _fields(cls)}
+    if "num_timesteps" in {f.name for f in dataclasses.fields(cls)}:
+        own["num_timesteps"] = int(num_timesteps)
+    return cls(**own)

@@ -21,8 +21,8 @@ from pdiff_jax.errors import MismatchError
 from pdiff_jax.training import make_optimizer
 
 from . import autoencoder as ae_lib
+from . import denoiser as denoiser_lib
 from . import diffusion as dp
-from .denoiser import UNet1D
 from .normalize import fit_normalizer, normalize
 from .train import (
     TrainSettings,
@@ -130,7 +130,7 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     data = latents * latent_scale
     settings = TrainSettings(**plain(train))
     sched = dp.linear_schedule(**plain(process))
-    denoiser = UNet1D(**plain(model))
+    denoiser = denoiser_lib.build(num_timesteps=sched.T, **plain(model))
     k_init, k_train = jax.random.split(key)
     variables = denoiser.init(k_init, data[:1], np.zeros((1,), np.int32))
     tx = _adamw(settings)

@@ -23,8 +23,8 @@ from pdiff_jax.checkpoint import CheckpointError
 from pdiff_jax.errors import MismatchError
 
 from . import autoencoder as ae_lib
+from . import denoiser as denoiser_lib
 from . import diffusion as dp
-from .denoiser import UNet1D
 from .normalize import Normalizer, denormalize, normalize
 from .sampling import SamplerSettings
 
@@ -113,7 +113,8 @@ class TrainedGenerator:
         if self.has_diffusion:
             model = {k: tuple(v) if isinstance(v, list) else v
                      for k, v in diff_meta["model"].items()}
-            self.denoiser = UNet1D(**model)
+            self.denoiser = denoiser_lib.build(
+                num_timesteps=diff_meta["process"]["num_timesteps"], **model)
             self.denoiser_params = diff_arrays["params"]
             self.latent_scale = float(diff_arrays["latent_scale"])
             self.schedule = dp.linear_schedule(**diff_meta["process"])
