@@ -29,6 +29,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from pdiff_jax import artifacts, sharding, training
+from pdiff_jax.alignment import align_zoo
 from pdiff_jax.checkpoint import TrainCheckpoints
 from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
@@ -273,5 +274,7 @@ def _seed_zoo(cfg, dataset, model_def, workdir, seed, mesh, metrics_fn):
                 ckpts.save(done, {"vectors": vectors, "done": np.int32(done)})
     finally:
         ckpts.close()
+    if cfg.get("align", "none") != "none":
+        vectors = align_zoo(vectors, spec, model_def, method=cfg.align)
     base = merge(first, unflatten_subset(jnp.asarray(vectors[0]), spec))
     return jax.device_get(base), vectors, spec, None
