@@ -32,6 +32,7 @@ from pdiff_jax import artifacts, sharding, training
 from pdiff_jax.alignment import align_zoo
 from pdiff_jax.checkpoint import TrainCheckpoints
 from pdiff_jax.evaluator import ManyModelEvaluator, compute_tail_inputs
+from pdiff_jax.stacked_training import train_networks_stacked
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 
@@ -264,9 +265,15 @@ def _seed_zoo(cfg, dataset, model_def, workdir, seed, mesh, metrics_fn):
         with tqdm(total=K, initial=done, desc="seed zoo models", mininterval=1.0) as bar:
             while done < K:
                 ids = list(range(done, min(done + group, K)))
-                trained = training.train_classifiers_batched(
-                    model_def, [seed * 100003 + i for i in ids], dataset.x_train,
-                    dataset.y_train, mesh=mesh, metrics_fn=metrics_fn, **_train_kwargs(cfg))
+                seeds = [seed * 100003 + i for i in ids]
+                if cfg.get("stack", "vmap") != "vmap" and len(ids) > 1:
+                    trained = train_networks_stacked(
+                        model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
+                        formulation=cfg.stack, **_train_kwargs(cfg))
+                else:
+                    trained = training.train_classifiers_batched(
+                        model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
+                        metrics_fn=metrics_fn, **_train_kwargs(cfg))
                 for i, variables in zip(ids, trained, strict=True):
                     vectors[i] = np.asarray(flatten_subset(variables, spec))
                 done = ids[-1] + 1

@@ -80,3 +80,22 @@ def test_bad_arguments_are_refused(convnet3):
         st.train_networks_stacked(convnet3, [0, 1], x, y, formulation="vmap", **RECIPE)
     with pytest.raises(ValueError, match="ConvNet-3 only"):
         st.grouped_model(get_model("cnn_bn", num_classes=10, input_shape=INPUT_SHAPE), 2)
+
+
+def test_seed_zoo_with_stack_unrolled_equals_vmap(small_mnist, tmp_path):
+    """zoo.stack = 'unrolled' in collect_zoo trains the same networks as the vmapped default."""
+    from pdiff_jax.default_config import evaluate_defaults, zoo_defaults
+    from pdiff_jax.zoo import collect_zoo
+
+    model_def = get_model("mlp3", num_classes=10, input_shape=small_mnist.x_train.shape[1:])
+    vectors = {}
+    for stack in ("vmap", "unrolled"):
+        cfg = zoo_defaults()
+        cfg.update(mode="seed", selector=".*", num_models=3, epochs=1, models_per_step=3,
+                   stack=stack)
+        ev = evaluate_defaults()
+        ev.train_examples = 500
+        zoo, _ = collect_zoo(cfg, dataset=small_mnist, model_def=model_def,
+                             workdir=tmp_path / stack, seed=0, eval_config=ev)
+        vectors[stack] = zoo.vectors
+    np.testing.assert_allclose(vectors["unrolled"], vectors["vmap"], rtol=1e-4, atol=1e-5)
