@@ -99,3 +99,14 @@ def test_seed_zoo_with_stack_unrolled_equals_vmap(small_mnist, tmp_path):
                              workdir=tmp_path / stack, seed=0, eval_config=ev)
         vectors[stack] = zoo.vectors
     np.testing.assert_allclose(vectors["unrolled"], vectors["vmap"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 5, 4)])
+def test_max_pool2_equals_flax_max_pool(shape):
+    """layers.max_pool2 (reshape + max, fast to differentiate on CPU) is nn.max_pool."""
+    import flax.linen as nn
+
+    from pdiff_jax.models.layers import max_pool2
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    np.testing.assert_array_equal(max_pool2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))
