@@ -44,7 +44,8 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
                     schedule: str = "constant", milestones=(0.5, 0.75), augment: str = "",
                     num_models: int, save_every: int = 1, subset_optimizer: str = "sgd",
                     subset_lr: float = 0.01, subset_batch_size: int = 128,
-                    models_per_step: int = 1, checkpoint_every: int = 50, mesh=None,
+                    models_per_step: int = 1, stack: str = "vmap", align: str = "none",
+                    checkpoint_every: int = 50, mesh=None,
                     metrics_fn=None) -> tuple[dict, np.ndarray, ParamSpec, str | None]:
     """Build the zoo's parameter sets; the keywords are the ``zoo`` config section.
 
@@ -65,8 +66,13 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
                           mesh=mesh, metrics_fn=metrics_fn)
     elif mode == "seed":
         out = _seed_zoo(dataset, model_def, selector, recipe, seed=seed, num_models=num_models,
-                        models_per_step=models_per_step, checkpoints=checkpoints, mesh=mesh,
-                        metrics_fn=metrics_fn)
+                        models_per_step=models_per_step, stack=stack, checkpoints=checkpoints,
+                        mesh=mesh, metrics_fn=metrics_fn)
+        if align != "none":   # permute hidden units to member 0's: same functions, one mode
+            from pdiff_jax.alignment import align_zoo
+
+            base, vectors, spec, split = out
+            out = (base, align_zoo(vectors, spec, model_def, method=align), spec, split)
     else:
         raise ValueError(f"zoo.mode must be one of {MODES}, not {mode!r}")
     if not np.all(np.isfinite(out[1])):
@@ -113,7 +119,7 @@ def seed_of_member(seed: int, i: int) -> int:
 
 
 def _seed_zoo(dataset, model_def, selector, recipe, *, seed, num_models, models_per_step,
-              checkpoints, mesh, metrics_fn):
+              stack, checkpoints, mesh, metrics_fn):
     """K networks from seeds ``seed_of_member(seed, i)``; the subset covers all variables."""
     first = jax.device_get(model_def.init(jax.random.key(seed)))
     spec = ParamSpec.from_variables(first, selector)
@@ -122,9 +128,17 @@ def _seed_zoo(dataset, model_def, selector, recipe, *, seed, num_models, models_
 
     def train_group(state, g):
         ids = list(range(g * group, min((g + 1) * group, K)))
-        trained = training.train_classifiers_batched(
-            model_def, [seed_of_member(seed, i) for i in ids], dataset.x_train,
-            dataset.y_train, mesh=mesh, metrics_fn=metrics_fn, **recipe)
+        seeds = [seed_of_member(seed, i) for i in ids]
+        if stack != "vmap" and len(ids) > 1:   # 'unrolled' or 'grouped' (convnets)
+            from pdiff_jax.stacked_training import train_networks_stacked
+
+            trained = train_networks_stacked(model_def, seeds, dataset.x_train,
+                                             dataset.y_train, mesh=mesh, formulation=stack,
+                                             **recipe)
+        else:
+            trained = training.train_classifiers_batched(
+                model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
+                metrics_fn=metrics_fn, **recipe)
         for i, variables in zip(ids, trained, strict=True):
             state["vectors"][i] = np.asarray(flatten_subset(variables, spec))
         return state, 0.0   # each model's training checks its own losses

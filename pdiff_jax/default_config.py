@@ -45,6 +45,13 @@ def zoo_defaults() -> ml_collections.ConfigDict:
         subset_batch_size=128,
         # Seed mode: models trained in one compiled step (vmap); 1 = a Python loop.
         models_per_step=1,
+        # How those models share a step: 'vmap' (fast for MLPs), 'unrolled' (G plain
+        # per-network steps in one program, split over the devices: for convnets), or
+        # 'grouped' (ConvNet-3 only; grouped convolutions, slow on XLA CPU).
+        stack="vmap",
+        # Seed mode: 'weight_matching' permutes every member's hidden units to match
+        # member 0 (pdiff_jax.alignment); the networks compute the same functions.
+        align="none",            # none | weight_matching
         checkpoint_every=50,     # subset snapshots between resumable checkpoints
     ))
 

