@@ -37,7 +37,7 @@ from pathlib import Path
 from pdiff_jax.errors import ConfigError, WorkdirError
 from pdiff_jax.subset import SubsetError
 
-__all__ = ["ConfigError", "SelectorError", "WorkdirError", "check_workdir", "config_differences",
+__all__ = ["ConfigError", "SelectorError", "WorkdirError", "check_workdir",
            "validate_config"]
 
 
@@ -381,29 +381,6 @@ def check_workdir(workdir: str | os.PathLike) -> None:
         what = (f"workdir {path} is not writable" if existing == path
                 else f"cannot create workdir {path}: {existing} is not writable")
         raise WorkdirError(errno.EACCES, f"{what}; pass a writable --workdir")
-
-
-# ----------------------------------------------------------------------------- saved runs
-
-
-def config_differences(saved: Mapping, current: Mapping, limit: int = 5) -> list[str]:
-    """``['zoo.num_models: 0 -> 200', ...]``: the fields where two config dicts differ.
-
-    For a refusal that says what changed (``saved`` is a workdir's config.json,
-    ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
-    entries, then ``'... and N more'``.
-    """
-    out: list[str] = []
-
-    def walk(a, b, prefix):
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            for key in sorted(set(a) | set(b)):
-                walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
-
-    walk(saved, current, "")
-    return out[:limit] + ([f"... and {len(out) - limit} more"] if len(out) > limit else [])
 
 
 # ----------------------------------------------------------------------------- all

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from absl import logging
@@ -28,20 +29,30 @@ class WorkdirConflict(ValueError, UsageError):
     whose inputs are missing. The message says which command or deletion fixes it."""
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def config_differences(saved: Mapping, current: Mapping, limit: int | None = 5) -> list[str]:
+    """``['zoo.num_models: 0 -> 200', ...]``: the fields where two config dicts differ.
+
+    For a refusal that says what changed (``saved`` is a workdir's config.json,
+    ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
+    entries, then ``'... and N more'``.
+    """
+    out: list[str] = []
+
+    def walk(a, b, prefix):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
+
+    walk(saved, current, "")
+    if limit is None or len(out) <= limit:
+        return out
+    return [*out[:limit], f"... and {len(out) - limit} more"]
 
 
-def _changed_keys(old: dict, new: dict) -> list[str]:
-    a, b = _flat(old), _flat(new)
-    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+def _changed_keys(saved: Mapping, current: Mapping) -> list[str]:
+    return [line.split(":")[0] for line in config_differences(saved, current, limit=None)]
 
 
 def _reads(key: str, sections) -> bool:
@@ -61,7 +72,8 @@ def adopt(workdir: Path, config, stages) -> None:
     saved = workdir / artifacts.CONFIG_JSON
     if not saved.exists():
         return
-    changed = _changed_keys(read_json(saved), json.loads(config.to_json_best_effort()))
+    old, new = read_json(saved), json.loads(config.to_json_best_effort())
+    changed = _changed_keys(old, new)
     if not changed:
         return
     finished = [s for s in stages if s.artifact
@@ -75,8 +87,8 @@ def adopt(workdir: Path, config, stages) -> None:
     if invalid:
         names = ", ".join(f"{artifacts.artifact_dir(workdir, s.artifact)}/" for s in invalid)
         raise WorkdirConflict(
-            f"{workdir} holds artifacts made with another config ({', '.join(changed[:5])}"
-            f"{' ...' if len(changed) > 5 else ''} differ from {saved}); they would not "
+            f"{workdir} holds artifacts made with another config ({saved} -> this command: "
+            f"{'; '.join(config_differences(old, new))}); they would not "
             f"match this config. Use a new --workdir, or delete {names} to recompute them "
             "(the other artifacts are kept).")
     logging.info("workdir %s: taking the new config (%s changed; no finished artifact "

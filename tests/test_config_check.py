@@ -372,21 +372,3 @@ def test_existing_or_creatable_workdir_passes(tmp_path, tfds_dir):
     validate_config(_smoke(tfds_dir), workdir=tmp_path)
     validate_config(_smoke(tfds_dir), workdir=tmp_path / "a" / "b")
     assert not (tmp_path / "a").exists()
-
-
-# ----------------------------------------------------------------------------- saved runs
-
-
-def test_config_differences_names_the_changed_fields():
-    import json
-
-    saved = json.loads(get_config("smoke").to_json_best_effort(sort_keys=True))
-    current = json.loads(_with(_with(get_config("smoke"), "zoo.num_models", 200),
-                               "generator.autoencoder.model.norm", "batch").to_json_best_effort())
-    assert cc.config_differences(saved, current) == [
-        "generator.autoencoder.model.norm: 'instance' -> 'batch'", "zoo.num_models: 16 -> 200"]
-    assert cc.config_differences(saved, saved) == []
-    many = {f"f{i}": i for i in range(8)}
-    assert cc.config_differences(many, {k: -v - 1 for k, v in many.items()}, limit=2) == [
-        "f0: 0 -> -1", "f1: 1 -> -2", "... and 6 more"]
-    assert cc.config_differences({"a": {"b": 1}}, {"a": {}}) == ["a.b: 1 -> '<absent>'"]

@@ -8,7 +8,19 @@ import pytest
 from pdiff_jax import artifacts
 from pdiff_jax.default_config import get_config
 from pdiff_jax.pipeline import STAGES
-from pdiff_jax.workdir_config import WorkdirConflict, adopt, check_prerequisites
+from pdiff_jax.workdir_config import (
+    WorkdirConflict,
+    adopt,
+    check_prerequisites,
+    config_differences,
+)
+
+
+def _changed_config():
+    config = get_config("smoke")
+    config.zoo.num_models = 200
+    config.generator.autoencoder.model.norm = "batch"
+    return config
 
 
 def _finish(workdir, *names):
@@ -80,7 +92,22 @@ def test_a_change_only_later_stages_read_is_accepted(tmp_path):
 def test_a_stage_without_its_inputs_names_the_command(tmp_path):
     todo = [s for s in STAGES if s.name == "sample"]
     with pytest.raises(WorkdirConflict, match=r"stage 'sample' needs the 'collect' stage's "
-                                              r"result.*--stages=collect,autoencoder,diffusion,sample"):
+                                              r"result.*--stages=collect,autoencoder,"
+                                              r"diffusion,sample"):
         check_prerequisites(tmp_path, todo, STAGES)
     _finish(tmp_path, "zoo", "autoencoder", "diffusion")
     check_prerequisites(tmp_path, todo, STAGES)
+
+
+def test_config_differences_names_the_changed_fields():
+    import json
+
+    saved = json.loads(get_config("smoke").to_json_best_effort(sort_keys=True))
+    current = json.loads(_changed_config().to_json_best_effort())
+    assert config_differences(saved, current) == [
+        "generator.autoencoder.model.norm: 'instance' -> 'batch'", "zoo.num_models: 16 -> 200"]
+    assert config_differences(saved, saved) == []
+    many = {f"f{i}": i for i in range(8)}
+    assert config_differences(many, {k: -v - 1 for k, v in many.items()}, limit=2) == [
+        "f0: 0 -> -1", "f1: 1 -> -2", "... and 6 more"]
+    assert config_differences({"a": {"b": 1}}, {"a": {}}) == ["a.b: 1 -> '<absent>'"]
