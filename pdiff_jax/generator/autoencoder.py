@@ -35,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .kinds import pick_kind
 from .paper_modules import PaperAutoencoder
 
 NORMS = ("instance", "group", "batch", "none")
@@ -288,26 +289,12 @@ class FCAutoencoder(nn.Module):
 AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder, "paper": PaperAutoencoder}
 
 
-def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "D"}
-
-
 def build(D: int, kind: str = "conv", **kwargs):
-    """The autoencoder of ``kind`` ('conv' | 'fc' | 'paper') for vectors of D numbers.
-
-    ``kwargs`` is the config section ``autoencoder.model``: it holds the keys of
-    both kinds; those of the other kind are ignored, unknown keys are an error.
-    """
-    if kind not in AUTOENCODERS:
-        raise ValueError(f"autoencoder kind must be one of {tuple(AUTOENCODERS)}, got {kind!r}")
-    known = set().union(*(_fields(c) for c in AUTOENCODERS.values()))
-    unknown = set(kwargs) - known
-    if unknown:
-        raise ValueError(f"unknown autoencoder.model keys {sorted(unknown)}; known: "
-                         f"{sorted(known | {'kind'})}")
-    cls = AUTOENCODERS[kind]
-    own = _fields(cls)
-    return cls(D=D, **{k: v for k, v in kwargs.items() if k in own})
+    """The autoencoder of ``kind`` ('conv' | 'fc' | 'paper') for vectors of D numbers;
+    ``kwargs`` is the config section ``autoencoder.model`` (see ``kinds.pick_kind``)."""
+    cls, own = pick_kind(AUTOENCODERS, kind, kwargs, section="autoencoder.model",
+                         derived=("D",))
+    return cls(D=D, **own)
 
 
 def reconstruction_loss(recon, target):

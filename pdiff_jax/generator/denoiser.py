@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from .kinds import pick_kind
 from .paper_modules import PaperDenoiser
 
 
@@ -100,23 +101,12 @@ class UNet1D(nn.Module):
 DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser}
 
 
-def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)} - {"parent", "name", "num_timesteps"}
-
-
 def build(kind: str = "unet", *, num_timesteps: int = 1000, **kwargs) -> nn.Module:
     """The denoiser of ``kind`` ('unet' | 'paper'); ``kwargs`` is the config section
-    ``diffusion.model`` (keys of the other kind are ignored, unknown keys are an error).
-    ``num_timesteps`` is the process's T (the paper denoiser embeds each t in a table)."""
-    if kind not in DENOISERS:
-        raise ValueError(f"diffusion.model.kind must be one of {tuple(DENOISERS)}, got {kind!r}")
-    known = set().union(*(_fields(c) for c in DENOISERS.values()))
-    unknown = set(kwargs) - known
-    if unknown:
-        raise ValueError(f"unknown diffusion.model keys {sorted(unknown)}; known: "
-                         f"{sorted(known | {'kind'})}")
-    cls = DENOISERS[kind]
-    own = {k: v for k, v in kwargs.items() if k in _fields(cls)}
+    ``diffusion.model`` (see ``kinds.pick_kind``). ``num_timesteps`` is the process's T
+    (the paper denoiser embeds each t in a table)."""
+    cls, own = pick_kind(DENOISERS, kind, kwargs, section="diffusion.model",
+                         derived=("num_timesteps",))
     if "num_timesteps" in {f.name for f in dataclasses.fields(cls)}:
         own["num_timesteps"] = int(num_timesteps)
     return cls(**own)
