@@ -48,6 +48,8 @@ class SelectorError(ConfigError, SubsetError):
 # Choices, as the modules that consume them define them (kept here as plain data so
 # checking a config imports nothing heavy; tests compare them with those modules).
 ZOO_MODES = ("subset", "seed")
+ZOO_STACKS = ("vmap", "unrolled", "grouped")
+ZOO_ALIGNS = ("none", "weight_matching")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")
@@ -95,7 +97,8 @@ UNIT_INTERVAL = (  # [0, 1): momenta and decays
 )
 POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
 CHOICES = {
-    "zoo.mode": ZOO_MODES, "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
+    "zoo.mode": ZOO_MODES, "zoo.stack": ZOO_STACKS, "zoo.align": ZOO_ALIGNS,
+    "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
     f"{_DIFF}.model.kind": DENOISER_KINDS,

@@ -128,7 +128,9 @@ def run_state(workdir, expected_config: Mapping | None = None) -> dict:
     return out
 
 
-_ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt)|FATAL|Fatal|Killed)\b")
+# A traceback's last line, or the one line main prints for a user error.
+_ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt)|pdiff_jax: error|FATAL|Fatal|"
+                         r"Killed)\b")
 
 
 def last_error_line(log_path, max_bytes: int = 200_000) -> str:

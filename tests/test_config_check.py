@@ -25,6 +25,7 @@ SHIPPED = {
     "mlp3": [None, "smoke", "cifar10", "cifar10,smoke"],
     "convnet3": [None, "mnist", "smoke"],
     "resnet18": [None, "smoke", "cifar10"],
+    "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
 }
 
 
@@ -251,6 +252,8 @@ def test_choices_match_the_modules_that_consume_them():
     assert cc.NORMS == autoencoder.NORMS
     assert cc.AUTOENCODER_KINDS == tuple(autoencoder.AUTOENCODERS)
     assert cc.DENOISER_KINDS == tuple(denoiser.DENOISERS)
+    from pdiff_jax import alignment
+    assert cc.ZOO_ALIGNS == alignment.ALIGN_METHODS
     from pdiff_jax.generator import paper_modules
     assert cc.PAPER_AE_SIZES == tuple(paper_modules.PAPER_AE_SIZES)
     assert cc.SAMPLERS == sampling.SAMPLERS
