@@ -7,7 +7,8 @@ Variants: ``ours`` (default config: folded conv AE + UNet-1D), ``paper`` (the
 authors' ``medium`` AE + AE_CNN_bottleneck, kind='paper', with the sub-pixel /
 patch layers), ``paper_reference`` (the same port with its ConvTranspose and
 strided convs written as plain ``lax.conv_transpose`` / strided
-``lax.conv_general_dilated``: same maths, the layers a direct port would use).
+``lax.conv_general_dilated``: same maths, the layers a direct port would use;
+the pre-padding of TorchConv1D stays in, without it one layer alone takes ~19 s).
 Each (variant, D) runs in a fresh subprocess on a synthetic zoo of K = batch
 vectors and reports the median AE train step, the median diffusion train step
 (on that AE's latents) after one warm-up call, and the process's peak RSS.
