@@ -22,6 +22,7 @@ from pdiff_jax.generator.paper_modules import (
     PaperDenoiser,
     PatchConv1D,
     SubPixelConvTranspose1D,
+    TorchConv1D,
     ae_params_from_torch,
     convex_noise,
     denoiser_params_from_torch,
@@ -182,6 +183,23 @@ def test_patch_conv_equals_strided_conv(L):
     np.testing.assert_allclose(layer.apply(params, x), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("k, pad", [(5, 4), (5, 5), (5, 1), (3, 1)])
+def test_wide_padding_conv_equals_the_padded_lax_conv(k, pad):
+    x = jax.random.normal(jax.random.key(0), (2, 9, 3))
+    layer = TorchConv1D(features=4, kernel_size=k, padding=pad)
+    params = layer.init(jax.random.key(1), x)
+
+    def reference(params, x):
+        p = params["params"]
+        return jax.lax.conv_general_dilated(x, p["kernel"], (1,), ((pad, pad),),
+                                            dimension_numbers=("NWC", "WIO", "NWC")) + p["bias"]
+
+    np.testing.assert_allclose(layer.apply(params, x), reference(params, x), atol=1e-5)
+    loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f(p, x)))
+    chex.assert_trees_all_close(jax.grad(loss(layer.apply), argnums=(0, 1))(params, x),
+                                jax.grad(loss(reference), argnums=(0, 1))(params, x), atol=1e-4)
+
+
 # -- noise ---------------------------------------------------------------------------------
 
 def test_convex_noise_mix():
@@ -251,3 +269,24 @@ def test_paper_kinds_train_one_step_each():
                                          tx=tx, batch_size=K, ema_decay=0.9999)
     assert np.isfinite(float(dloss)) and int(dstate["step"]) == 1
     chex.assert_trees_all_equal_shapes(dstate["params"], dstate["ema_params"])
+
+
+def test_paper_generator_trains_saves_loads_and_samples(tmp_path):
+    """The shared stages, checkpoints and Generator rebuild the paper kinds from disk."""
+    from pdiff_jax.generator import load_generator, train_autoencoder, train_diffusion
+
+    cfg = paper_config()
+    cfg.normalization.mode = "none"
+    for stage in (cfg.autoencoder.train, cfg.diffusion.train):
+        stage.update(steps=3, batch_size=8, log_every=1, checkpoint_every=2)
+    cfg.sampling.update(sampler="ddim", steps=3)
+    zoo = np.asarray(jax.random.normal(jax.random.key(0), (8, 200)) * 0.05, np.float32)
+    train_autoencoder(zoo, config=cfg, workdir=tmp_path, key=jax.random.key(1))
+    train_diffusion(config=cfg, workdir=tmp_path, key=jax.random.key(2))
+    gen = load_generator(tmp_path)
+    assert isinstance(gen.ae, PaperAutoencoder) and isinstance(gen.denoiser, PaperDenoiser)
+    assert gen.latent_shape == (3, 2)  # small at D = 200: their [2, 3], transposed
+    np.testing.assert_array_equal(gen.normalizer.std, np.ones(200, np.float32))
+    a = gen.sample(jax.random.key(5), 4)
+    assert a.shape == (4, 200) and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, gen.sample(jax.random.key(5), 4))

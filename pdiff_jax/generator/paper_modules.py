@@ -89,7 +89,12 @@ def convex_noise(x, f: float, key):
 
 
 class TorchConv1D(nn.Module):
-    """Conv1d (stride 1, symmetric zero padding) with PyTorch's init. [B, L, Cin] -> [B, L', C]."""
+    """Conv1d (stride 1, symmetric zero padding) with PyTorch's init. [B, L, Cin] -> [B, L', C].
+
+    A padding wider than (k - 1) / 2 (their decoder pads fold - 1 = 4 with k = 5) is
+    applied with ``jnp.pad`` before a VALID conv: as a conv padding, XLA CPU ran its
+    backward pass 35x slower (256 channels, batch 200: 18.9 s against 0.54 s).
+    """
 
     features: int
     kernel_size: int
@@ -100,7 +105,11 @@ class TorchConv1D(nn.Module):
         k, C_in = self.kernel_size, x.shape[-1]
         kernel = self.param("kernel", torch_uniform(C_in * k), (k, C_in, self.features))
         bias = self.param("bias", torch_uniform(C_in * k), (self.features,))
-        y = jax.lax.conv_general_dilated(x, kernel, (1,), ((self.padding, self.padding),),
+        pad = ((self.padding, self.padding),)
+        if 2 * self.padding > k - 1:  # wider than SAME: pad first (see the docstring)
+            x = jnp.pad(x, ((0, 0), *pad, (0, 0)))
+            pad = "VALID"
+        y = jax.lax.conv_general_dilated(x, kernel, (1,), pad,
                                          dimension_numbers=("NWC", "WIO", "NWC"))
         return y + bias
 
