@@ -126,7 +126,9 @@ def main() -> None:
             t = median(ts)
             rows.append((g, way, t, base / t if base else float("nan"), load(),
                          ", ".join(f"{1000 * v:.0f}" for v in ts)))
-        print(f"G={g} done, load {load()}", file=sys.stderr, flush=True)
+            # Progress on stderr after each G: the grouped way can take many minutes.
+            print(f"G={g} {way}: {1000 * t:.0f} ms per step ({load()})", file=sys.stderr,
+                  flush=True)
 
     print(f"Machine: {machine_info()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
           f"{jax.device_count()} device(s)\n")
