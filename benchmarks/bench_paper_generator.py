@@ -34,17 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load, machine_info
-from bench_generator import _median_time, synthetic_zoo
+from bench_generator import _median_time, build_autoencoder, synthetic_zoo
 
 from pdiff_jax.generator import default_generator_config, paper_modules
+from pdiff_jax.generator import denoiser as denoiser_lib
 from pdiff_jax.generator import diffusion as dp
-from pdiff_jax.generator.generator import build_autoencoder, build_denoiser
-from pdiff_jax.generator.train import (
-    ae_train_step,
-    diffusion_train_step,
-    init_state,
-    make_optimizer,
-)
+from pdiff_jax.generator.stages import plain
+from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
+from pdiff_jax.training import make_optimizer
+
+
+def build_denoiser(cfg):
+    return denoiser_lib.build(num_timesteps=cfg.diffusion.process.num_timesteps,
+                              **plain(cfg.diffusion.model))
 
 VARIANTS = ("ours", "paper", "paper_reference")
 
@@ -101,9 +103,9 @@ def config_for(variant: str):
 def step_times(variant: str, D: int, batch: int, repeats: int) -> dict:
     cfg = config_for(variant)
     x = jnp.asarray(synthetic_zoo(batch, D))
-    tx = make_optimizer(1e-3, 0.9, 0.999, 2e-6)
+    tx = make_optimizer(optimizer="adamw", lr=1e-3, weight_decay=2e-6)
     ae = build_autoencoder(D, cfg)
-    holder = {"s": init_state(ae.init(jax.random.key(0), x[:1], False), tx, ema=False)}
+    holder = {"s": init_generator_state(ae.init(jax.random.key(0), x[:1], False), tx, ema=False)}
     step = functools.partial(ae_train_step, model=ae, tx=tx, batch_size=batch)
 
     def run_ae():
@@ -113,8 +115,8 @@ def step_times(variant: str, D: int, batch: int, repeats: int) -> dict:
     t_ae = _median_time(run_ae, repeats)
     z = ae.apply({"params": holder["s"]["params"]}, x, method="encode")
     den = build_denoiser(cfg)
-    dh = {"s": init_state(den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32)), tx,
-                          ema=True)}
+    den_vars = den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32))
+    dh = {"s": init_generator_state(den_vars, tx, ema=True)}
     dstep = functools.partial(diffusion_train_step, sched=dp.linear_schedule(), model=den,
                               tx=tx, batch_size=batch, ema_decay=0.9999)
 
