@@ -8,8 +8,9 @@ putting G networks into one compiled step live here:
   independent copies of the per-network training step (stacked variables
   f32[G, ...], no vmap), its network axis split over the devices of a mesh
   with ``shard_map``. With ``XLA_FLAGS=--xla_force_host_platform_device_count=2``
-  each CPU core trains half of the networks (XLA would keep a convolution on
-  one core). ``vmap`` over conv weights measured 3-5x slower than a loop.
+  each CPU core can train half of the networks (XLA keeps a 2-D convolution on
+  one core). Measured on a shared machine: 1.10x the loop on one device, 1.15x
+  on two (benchmarks/ALIGNMENT_AND_SEED_ZOO.md); ``vmap`` was 0.2-0.3x.
 * ``grouped`` (ConvNet-3 only, kept as a measured dead end): the G networks
   side by side along the channel axis, every convolution ONE
   ``feature_group_count=G`` convolution, BatchNorm per channel (so per network),
