@@ -272,21 +272,23 @@ def test_paper_kinds_train_one_step_each():
 
 
 def test_paper_generator_trains_saves_loads_and_samples(tmp_path):
-    """The shared stages, checkpoints and Generator rebuild the paper kinds from disk."""
-    from pdiff_jax.generator import load_generator, train_autoencoder, train_diffusion
+    """The shared stages, checkpoints and TrainedGenerator rebuild the paper kinds from disk."""
+    from test_generator import ae_stage, diffusion_stage
+
+    from pdiff_jax.generator import SamplerSettings, load_generator
 
     cfg = paper_config()
     cfg.normalization.mode = "none"
     for stage in (cfg.autoencoder.train, cfg.diffusion.train):
         stage.update(steps=3, batch_size=8, log_every=1, checkpoint_every=2)
-    cfg.sampling.update(sampler="ddim", steps=3)
+    ddim3 = SamplerSettings("ddim", 3)
     zoo = np.asarray(jax.random.normal(jax.random.key(0), (8, 200)) * 0.05, np.float32)
-    train_autoencoder(zoo, config=cfg, workdir=tmp_path, key=jax.random.key(1))
-    train_diffusion(config=cfg, workdir=tmp_path, key=jax.random.key(2))
+    ae_stage(zoo, config=cfg, workdir=tmp_path, key=jax.random.key(1))
+    diffusion_stage(config=cfg, workdir=tmp_path, key=jax.random.key(2))
     gen = load_generator(tmp_path)
     assert isinstance(gen.ae, PaperAutoencoder) and isinstance(gen.denoiser, PaperDenoiser)
     assert gen.latent_shape == (3, 2)  # small at D = 200: their [2, 3], transposed
     np.testing.assert_array_equal(gen.normalizer.std, np.ones(200, np.float32))
-    a = gen.sample(jax.random.key(5), 4)
+    a = gen.sample(jax.random.key(5), 4, ddim3)
     assert a.shape == (4, 200) and np.isfinite(a).all()
-    np.testing.assert_array_equal(a, gen.sample(jax.random.key(5), 4))
+    np.testing.assert_array_equal(a, gen.sample(jax.random.key(5), 4, ddim3))
