@@ -42,9 +42,9 @@ from pdiff_jax.generator import (
     train_autoencoder,
     train_diffusion,
 )
+from pdiff_jax.generator import denoiser as denoiser_lib
 from pdiff_jax.generator import diffusion as dp
 from pdiff_jax.generator.autoencoder import build
-from pdiff_jax.generator.denoiser import UNet1D
 from pdiff_jax.generator.stages import plain
 from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
 from pdiff_jax.training import make_optimizer
@@ -55,7 +55,8 @@ def build_autoencoder(D, cfg):
 
 
 def build_denoiser(cfg):
-    return UNet1D(**plain(cfg.diffusion.model))
+    return denoiser_lib.build(num_timesteps=cfg.diffusion.process.num_timesteps,
+                              **plain(cfg.diffusion.model))
 
 
 def train_generator(zoo, cfg, **ae_kw) -> TrainedGenerator:
@@ -93,8 +94,9 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(ts))
 
 
-def step_times(D: int, batch: int, repeats: int) -> dict:
-    cfg = default_generator_config()
+def step_times(D: int, batch: int, repeats: int, cfg=None) -> dict:
+    """Median AE and diffusion step times at (D, batch) for generator config ``cfg``."""
+    cfg = cfg or default_generator_config()
     K = batch
     x = jnp.asarray(synthetic_zoo(K, D))
     tx = make_optimizer(optimizer="adamw", lr=1e-3, weight_decay=2e-6)

@@ -18,7 +18,6 @@ Prints a markdown table with the machine and its load.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -28,25 +27,14 @@ from pathlib import Path
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_generator
 from _common import load, machine_info
-from bench_generator import _median_time, build_autoencoder, synthetic_zoo
 
 from pdiff_jax.generator import default_generator_config, paper_modules
-from pdiff_jax.generator import denoiser as denoiser_lib
-from pdiff_jax.generator import diffusion as dp
-from pdiff_jax.generator.stages import plain
-from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
-from pdiff_jax.training import make_optimizer
-
-
-def build_denoiser(cfg):
-    return denoiser_lib.build(num_timesteps=cfg.diffusion.process.num_timesteps,
-                              **plain(cfg.diffusion.model))
 
 VARIANTS = ("ours", "paper", "paper_reference")
 
@@ -101,36 +89,9 @@ def config_for(variant: str):
 
 
 def step_times(variant: str, D: int, batch: int, repeats: int) -> dict:
-    cfg = config_for(variant)
-    x = jnp.asarray(synthetic_zoo(batch, D))
-    tx = make_optimizer(optimizer="adamw", lr=1e-3, weight_decay=2e-6)
-    ae = build_autoencoder(D, cfg)
-    holder = {"s": init_generator_state(ae.init(jax.random.key(0), x[:1], False), tx, ema=False)}
-    step = functools.partial(ae_train_step, model=ae, tx=tx, batch_size=batch)
-
-    def run_ae():
-        holder["s"], loss = step(holder["s"], x, jax.random.key(1))
-        loss.block_until_ready()
-
-    t_ae = _median_time(run_ae, repeats)
-    z = ae.apply({"params": holder["s"]["params"]}, x, method="encode")
-    den = build_denoiser(cfg)
-    den_vars = den.init(jax.random.key(0), z[:1], jnp.zeros((1,), jnp.int32))
-    dh = {"s": init_generator_state(den_vars, tx, ema=True)}
-    dstep = functools.partial(diffusion_train_step, sched=dp.linear_schedule(), model=den,
-                              tx=tx, batch_size=batch, ema_decay=0.9999)
-
-    def run_diff():
-        dh["s"], loss = dstep(dh["s"], z, jax.random.key(1))
-        loss.block_until_ready()
-
-    t_diff = _median_time(run_diff, repeats)
-    count = lambda tree: int(sum(p.size for p in jax.tree.leaves(tree)))
-    return {"variant": variant, "D": D, "batch": batch, "ae_step_s": t_ae,
-            "diff_step_s": t_diff, "latent": list(z.shape[1:]),
-            "ae_params": count(holder["s"]["params"]), "denoiser_params": count(dh["s"]["params"]),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "load": load()}
+    r = bench_generator.step_times(D, batch, repeats, cfg=config_for(variant))
+    return dict(r, variant=variant, load=load(),
+                peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 
 def in_child(variant: str, D: int, batch: int, repeats: int) -> dict:
