@@ -54,7 +54,7 @@ class Inputs:
         self.config = config
         self.workdir = workdir
         self.mesh = sharding.make_mesh()
-        self._evaluators: dict[str, object] = {}
+        self._evaluators: dict[tuple, object] = {}
 
     @functools.cached_property
     def dataset(self):
@@ -87,7 +87,9 @@ class Inputs:
         kw.update({k: v for k, v in overrides.items() if v is not None})
         return SamplerSettings(**kw)
 
+    @functools.cached_property
     def zoo(self):
+        """The stored zoo, read once per invocation (after the collect stage saved it)."""
         from pdiff_jax.zoo import load_zoo
 
         return load_zoo(artifacts.artifact_dir(self.workdir, artifacts.ZOO))
@@ -95,7 +97,7 @@ class Inputs:
     def evaluator(self, base, spec, split_point):
         from pdiff_jax.evaluation.evaluator import make_evaluator
 
-        key = f"{spec.names}{split_point}"
+        key = (spec, split_point)   # ParamSpec is hashable
         if key not in self._evaluators:
             e = self.config.evaluate
             self._evaluators[key] = make_evaluator(
@@ -132,7 +134,7 @@ def _collect(inp: Inputs, key, log):
 def _autoencoder(inp: Inputs, key, log):
     from pdiff_jax.generator import train_autoencoder
 
-    zoo, gen = inp.zoo(), inp.config.generator
+    zoo, gen = inp.zoo, inp.config.generator
     return train_autoencoder(
         zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
         model=gen.autoencoder.model, train=gen.autoencoder.train, mesh=inp.mesh,
@@ -156,7 +158,7 @@ def _sample(inp: Inputs, key, log):
     from pdiff_jax.generator import load_generator
     from pdiff_jax.generator.trained import sample_and_decode
 
-    generator, zoo = load_generator(inp.workdir), inp.zoo()
+    generator, zoo = load_generator(inp.workdir), inp.zoo
     generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
     return sample_and_decode(generator, key, inp.sampler_settings(),
                              n=inp.config.evaluate.num_generated,
@@ -168,7 +170,7 @@ def _evaluate(inp: Inputs, key, log):
     from pdiff_jax.evaluation.groups import evaluate_groups
 
     e, z = inp.config.evaluate, inp.config.zoo
-    zoo = inp.zoo()
+    zoo = inp.zoo
     evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
     samples, _ = artifacts.load_artifact(artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES),
                                          what="samples")
@@ -187,7 +189,8 @@ def _report(inp: Inputs, key, log):
     from pdiff_jax.evaluation.render import render_report
 
     render_report(inp.workdir, config=inp.config.to_dict(), key=key,
-                  tsne=inp.config.evaluate.tsne, write=jax.process_index() == 0)
+                  timings=stage_seconds(inp.workdir), tsne=inp.config.evaluate.tsne,
+                  write=jax.process_index() == 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +199,11 @@ class Stage:
     artifact: str | None               # None: rendered every time, never skipped
     sections: tuple[str, ...]          # config sections it reads (beyond earlier stages)
     adapter: Callable
+
+    def finished(self, workdir: Path) -> bool:
+        """Whether ``workdir`` holds this stage's finished artifact."""
+        return self.artifact is not None and artifacts.exists(
+            artifacts.artifact_dir(workdir, self.artifact))
 
 
 STAGES = (
@@ -213,6 +221,14 @@ STAGES = (
     Stage("report", None, ("evaluate.tsne",), _report),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def stage_seconds(workdir: Path) -> dict[str, float]:
+    """``{stage: seconds}`` of every finished stage, as its artifact recorded them."""
+    from pdiff_jax.checkpoint import read_json
+
+    return {s.name: read_json(artifacts.artifact_dir(workdir, s.artifact) / "meta.json")
+            ["seconds"] for s in STAGES if s.finished(workdir)}
 
 
 def _save(stage: Stage, workdir: Path, out, seconds: float) -> None:
@@ -261,8 +277,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     workdir = Path(workdir)
     # The whole config, the data and the workdir are checked now, not after hours of training.
     validate_config(config, workdir=workdir)
-    todo = [s for s in STAGES if s.name in requested
-            and not (s.artifact and artifacts.exists(artifacts.artifact_dir(workdir, s.artifact)))]
+    todo = [s for s in STAGES if s.name in requested and not s.finished(workdir)]
     workdir_config.check_prerequisites(workdir, todo, STAGES)
     workdir_config.adopt(workdir, config, STAGES)
     if jax.process_index() == 0:
@@ -270,10 +285,10 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                    json.loads(config.to_json_best_effort(sort_keys=True)))
     inp, log = Inputs(config, workdir), MetricsLog(workdir, enabled=jax.process_index() == 0)
     for stage in STAGES:
-        if stage.name in requested and stage not in todo:
-            logging.info("stage %s: %s exists, skipping", stage.name, stage.artifact)
+        if stage.name not in requested:
             continue
         if stage not in todo:
+            logging.info("stage %s: %s exists, skipping", stage.name, stage.artifact)
             continue
         try:
             _run_stage(stage, inp, log)

@@ -52,8 +52,7 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                    desc: str, hint: str, unit: str = "step", ckpt_dir: Path | None = None,
                    checkpoint_every: int = 1, check_every: int = 1,
                    restore: Callable[[Any], Any] = lambda s: s,
-                   metrics_fn: MetricsFn | None = None,
-                   record: Callable[[Any, np.ndarray], dict] | None = None) -> Any:
+                   metrics_fn: MetricsFn | None = None) -> Any:
     """Run ``advance`` over units ``[start, total)`` and return the final state.
 
     Args:
@@ -61,7 +60,6 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
         is fetched at check points only, so dispatch is not serialized).
       state: the initial state; also the template a checkpoint is restored into.
       restore: maps a restored host state back onto devices (e.g. replicate it).
-      record: ``(state, losses f64[n]) -> dict`` of extra metrics at a check point.
     """
     ckpts = TrainCheckpoints(ckpt_dir) if ckpt_dir else None
     start = 0
@@ -92,8 +90,6 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                 rec = {"stage": desc, "loss": float(losses.mean()),
                        "loss_last": float(np.ravel(losses[-1]).mean()),
                        f"{unit}s_per_s": (done - u0) / max(now - t0, 1e-9)}
-                if record is not None:
-                    rec.update(record(state, losses))
                 t0, u0 = now, done
                 bar.update(done - bar.n)
                 bar.set_postfix(loss=f"{rec['loss']:.4g}")

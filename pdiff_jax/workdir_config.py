@@ -10,9 +10,7 @@ and what to do. Finished work is never deleted here.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +19,7 @@ from absl import logging
 
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import read_json
-from pdiff_jax.errors import UsageError, WorkdirError
+from pdiff_jax.errors import UsageError
 
 
 class WorkdirConflict(ValueError, UsageError):
@@ -36,23 +34,20 @@ def config_differences(saved: Mapping, current: Mapping, limit: int | None = 5) 
     ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
     entries, then ``'... and N more'``.
     """
-    out: list[str] = []
-
-    def walk(a, b, prefix):
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            for key in sorted(set(a) | set(b)):
-                walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix[:-1]}: {a!r} -> {b!r}")
-
-    walk(saved, current, "")
+    out = [f"{key}: {a!r} -> {b!r}" for key, a, b in _differing(saved, current)]
     if limit is None or len(out) <= limit:
         return out
     return [*out[:limit], f"... and {len(out) - limit} more"]
 
 
-def _changed_keys(saved: Mapping, current: Mapping) -> list[str]:
-    return [line.split(":")[0] for line in config_differences(saved, current, limit=None)]
+def _differing(a, b, prefix: str = ""):
+    """``(dotted key, old, new)`` for every leaf where two nested config dicts differ."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b)):
+            yield from _differing(a.get(key, "<absent>"), b.get(key, "<absent>"),
+                                  f"{prefix}{key}.")
+    elif a != b:
+        yield prefix[:-1], a, b
 
 
 def _reads(key: str, sections) -> bool:
@@ -60,24 +55,19 @@ def _reads(key: str, sections) -> bool:
 
 
 def adopt(workdir: Path, config, stages) -> None:
-    """Check that ``workdir`` is writable and may run ``config``; see the module doc."""
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WorkdirError(e.errno or errno.EACCES, f"cannot create workdir {workdir}: {e}; "
-                           "pass a writable --workdir") from e
-    if not os.access(workdir, os.W_OK):
-        raise WorkdirError(errno.EACCES, f"workdir {workdir} is not writable; pass a writable "
-                           "--workdir")
+    """Create ``workdir`` and check that it may run ``config``; see the module doc.
+
+    That it can be created and written was checked before (``config_check.check_workdir``).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / artifacts.CONFIG_JSON
     if not saved.exists():
         return
     old, new = read_json(saved), json.loads(config.to_json_best_effort())
-    changed = _changed_keys(old, new)
+    changed = [key for key, _, _ in _differing(old, new)]
     if not changed:
         return
-    finished = [s for s in stages if s.artifact
-                and artifacts.exists(artifacts.artifact_dir(workdir, s.artifact))]
+    finished = [s for s in stages if s.finished(workdir)]
     # A stage's artifact depends on its own sections and on those of every stage before it.
     invalid, sections = [], []
     for stage in stages:
@@ -110,7 +100,7 @@ def check_prerequisites(workdir: Path, todo, stages) -> None:
         if stage.name not in planned:
             continue
         missing = [b.name for b in stages[:i] if b.name not in planned and b.artifact
-                   and not artifacts.exists(artifacts.artifact_dir(workdir, b.artifact))]
+                   and not b.finished(workdir)]
         if missing:
             raise WorkdirConflict(
                 f"stage '{stage.name}' needs the '{missing[0]}' stage's result, which "

@@ -1,8 +1,8 @@
 """The report stage: pictures, report.md, results.json and the printed summary,
 rendered from a run's stored artifacts (so it can be redone at any time).
 
-Every stage's time is read from its artifact's meta, so the report shows them
-all whichever command (or notebook call) finished the run.
+Every stage's time comes from its artifact's meta (``pipeline.stage_seconds``), so
+the report shows them all whichever command (or notebook call) finished the run.
 """
 
 from __future__ import annotations
@@ -13,32 +13,16 @@ import jax
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import read_json
 from pdiff_jax.evaluation import plots, report
 
-TIMED = ((artifacts.ZOO, "collect"), (artifacts.AUTOENCODER, "autoencoder"),
-         (artifacts.DIFFUSION, "diffusion"), (artifacts.SAMPLES, "sample"),
-         (artifacts.EVALUATION, "evaluate"))
 
-
-def stage_seconds(workdir: Path) -> dict[str, float]:
-    """``{stage: seconds}`` of every finished stage, from the artifacts' meta."""
-    out = {}
-    for name, stage in TIMED:
-        meta = artifacts.artifact_dir(workdir, name) / "meta.json"
-        if meta.is_file():
-            seconds = read_json(meta).get("seconds")
-            if seconds is not None:
-                out[stage] = seconds
-    return out
-
-
-def render_report(workdir: Path, *, config: dict, key, tsne: bool = True,
-                  write: bool = True) -> dict:
+def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float],
+                  tsne: bool = True, write: bool = True) -> dict:
     """Write the report files of ``workdir`` and return the results dict.
 
     Every process calls this (restoring artifacts is collective); only the one
-    with ``write`` renders files. ``key`` draws the latent noise of the t-SNE plot.
+    with ``write`` renders files. ``key`` draws the latent noise of the t-SNE plot;
+    ``timings`` (``{stage: seconds}``, from the stages' artifacts) go to results.json.
     """
     from pdiff_jax.generator import load_generator
     from pdiff_jax.zoo import load_zoo
@@ -62,9 +46,9 @@ def render_report(workdir: Path, *, config: dict, key, tsne: bool = True,
             latents_gen=flat(latents_gen), latents_noisy=flat(latents_orig + 0.1 * noise),
             trajectories=samples.get("trajectory"), zoo=zoo.vectors,
             generated=samples["vectors"])
-    timings = dict(results.get("meta", {}).get("timings_s", {}))
-    timings.update(stage_seconds(workdir))
-    results.setdefault("meta", {})["timings_s"] = timings
+    merged = dict(results.get("meta", {}).get("timings_s", {}))
+    merged.update(timings)
+    results.setdefault("meta", {})["timings_s"] = merged
     results["meta"]["config"] = config
     report.write_results_json(results, workdir)
     report.write_report(results, workdir, pictures)

@@ -11,6 +11,13 @@ import dataclasses
 from collections.abc import Mapping
 
 
+def plain(section: Mapping) -> dict:
+    """A config section (ConfigDict, dict, or one read back from JSON) as hashable keyword
+    arguments: lists become tuples."""
+    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
 def module_fields(cls, derived=()) -> set[str]:
     """The dataclass fields of a Linen module a config may set (not Flax's, not derived)."""
     return {f.name for f in dataclasses.fields(cls)} - {"parent", "name", *derived}

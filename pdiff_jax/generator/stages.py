@@ -23,6 +23,7 @@ from pdiff_jax.training import make_optimizer
 from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
+from .kinds import plain
 from .normalize import fit_normalizer, normalize
 from .train import (
     TrainSettings,
@@ -34,12 +35,6 @@ from .train import (
     run_generator_loop,
 )
 from .trained import decode_normalized, encode_normalized, zoo_fingerprint
-
-
-def plain(section: Mapping) -> dict:
-    """A config section as hashable keyword arguments (lists become tuples)."""
-    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 def check_zoo(vectors) -> np.ndarray:

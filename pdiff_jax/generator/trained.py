@@ -25,6 +25,7 @@ from pdiff_jax.errors import MismatchError
 from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
+from .kinds import plain
 from .normalize import Normalizer, denormalize, normalize
 from .sampling import SamplerSettings
 
@@ -98,10 +99,9 @@ class TrainedGenerator:
         self.K = int(ae_meta["K"])
         self.fingerprint = ae_meta["fingerprint"]
         self.meta = ae_meta
-        ae_kwargs = dict(ae_meta["model"])
+        ae_kwargs = plain(ae_meta["model"])
         self.latent_bound = float(ae_kwargs.get("latent_bound", 1.0))
-        self.ae = ae_lib.build(self.D, **{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in ae_kwargs.items()})
+        self.ae = ae_lib.build(self.D, **ae_kwargs)
         self.ae_variables = {"params": ae_arrays["params"]}
         if "batch_stats" in ae_arrays:
             self.ae_variables["batch_stats"] = ae_arrays["batch_stats"]
@@ -111,10 +111,8 @@ class TrainedGenerator:
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
         self.has_diffusion = diff_arrays is not None
         if self.has_diffusion:
-            model = {k: tuple(v) if isinstance(v, list) else v
-                     for k, v in diff_meta["model"].items()}
             self.denoiser = denoiser_lib.build(
-                num_timesteps=diff_meta["process"]["num_timesteps"], **model)
+                num_timesteps=diff_meta["process"]["num_timesteps"], **plain(diff_meta["model"]))
             self.denoiser_params = diff_arrays["params"]
             self.latent_scale = float(diff_arrays["latent_scale"])
             self.schedule = dp.linear_schedule(**diff_meta["process"])
