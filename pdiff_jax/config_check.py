@@ -17,7 +17,8 @@ What is checked, cheapest first:
   3. the model name and kwargs, and that the selector matches variables of the
      model built for that data. The variables come from ``jax.eval_shape`` of
      the model's ``init``: shapes only, no compute;
-  4. with ``workdir``: that it can be created and written (:class:`WorkdirError`).
+  4. with ``workdir``: that it can be created and written (:class:`WorkdirError`;
+     ``workdir_config.check_workdir``).
 
 Only the entry points (``main``, ``run_pipeline``) call this: library functions
 take plain keyword arguments and check their own.
@@ -26,18 +27,16 @@ take plain keyword arguments and check their own.
 from __future__ import annotations
 
 import difflib
-import errno
 import functools
 import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from pdiff_jax.errors import ConfigError, WorkdirError
 from pdiff_jax.subset import SubsetError
 
-__all__ = ["ConfigError", "SelectorError", "WorkdirError", "check_workdir",
+__all__ = ["ConfigError", "SelectorError", "WorkdirError",
            "validate_config"]
 
 
@@ -364,28 +363,6 @@ def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mo
     return variables
 
 
-# ----------------------------------------------------------------------------- 4. workdir
-
-
-def check_workdir(workdir: str | os.PathLike) -> None:
-    """Raise ``WorkdirError`` unless ``workdir`` exists writable or can be created.
-
-    Creates nothing: the nearest existing ancestor must be a writable directory.
-    """
-    path = Path(workdir).absolute()
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        why = "a file of that name exists" if existing == path else f"{existing} is a file"
-        raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: {why}; pass a "
-                           "writable --workdir")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = (f"workdir {path} is not writable" if existing == path
-                else f"cannot create workdir {path}: {existing} is not writable")
-        raise WorkdirError(errno.EACCES, f"{what}; pass a writable --workdir")
-
-
 # ----------------------------------------------------------------------------- all
 
 
@@ -403,4 +380,6 @@ def validate_config(config, *, workdir: str | os.PathLike | None = None) -> None
     check_model(config.model.name, config.model.kwargs, input_shape=input_shape,
                 num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector)
     if workdir is not None:
+        from pdiff_jax.workdir_config import check_workdir
+
         check_workdir(workdir)

@@ -10,7 +10,9 @@ and what to do. Finished work is never deleted here.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +21,7 @@ from absl import logging
 
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import read_json
-from pdiff_jax.errors import UsageError
+from pdiff_jax.errors import UsageError, WorkdirError
 
 
 class WorkdirConflict(ValueError, UsageError):
@@ -54,10 +56,30 @@ def _reads(key: str, sections) -> bool:
     return any(key == s or key.startswith(s + ".") for s in sections)
 
 
+def check_workdir(workdir: str | os.PathLike) -> None:
+    """Raise ``WorkdirError`` unless ``workdir`` exists writable or can be created.
+
+    Creates nothing: the nearest existing ancestor must be a writable directory.
+    """
+    path = Path(workdir).absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "a file of that name exists" if existing == path else f"{existing} is a file"
+        raise WorkdirError(errno.ENOTDIR, f"cannot create workdir {path}: {why}; pass a "
+                           "writable --workdir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = (f"workdir {path} is not writable" if existing == path
+                else f"cannot create workdir {path}: {existing} is not writable")
+        raise WorkdirError(errno.EACCES, f"{what}; pass a writable --workdir")
+
+
 def adopt(workdir: Path, config, stages) -> None:
     """Create ``workdir`` and check that it may run ``config``; see the module doc.
 
-    That it can be created and written was checked before (``config_check.check_workdir``).
+    That it can be created and written was checked before (``check_workdir``, called by
+    ``config_check.validate_config``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / artifacts.CONFIG_JSON

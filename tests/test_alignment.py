@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_collect import collect_zoo
+from test_collect import mlp3_seed_zoo
 
 from pdiff_jax import training
 from pdiff_jax.alignment import (
@@ -15,7 +15,6 @@ from pdiff_jax.alignment import (
     apply_permutations,
     permutation_spec_for,
 )
-from pdiff_jax.default_config import zoo_defaults
 from pdiff_jax.models import get_model
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
@@ -132,14 +131,9 @@ def test_align_zoo_rejects_an_unknown_method():
 
 def test_seed_zoo_collected_with_alignment_keeps_accuracies(small_mnist, tmp_path):
     """zoo.align = 'weight_matching' in collect_zoo: same members' accuracies, closer vectors."""
-    model_def = get_model("mlp3", num_classes=10, input_shape=small_mnist.x_train.shape[1:])
-    zoos = {}
-    for method in ("none", "weight_matching"):
-        cfg = zoo_defaults()
-        cfg.update(mode="seed", selector=".*", num_models=3, epochs=1, models_per_step=3,
-                   align=method)
-        zoos[method], _ = collect_zoo(cfg, dataset=small_mnist, model_def=model_def,
-                                      workdir=tmp_path / method, train_examples=1000)
+    zoos = {method: mlp3_seed_zoo(small_mnist, tmp_path / method, train_examples=1000,
+                                  align=method)
+            for method in ("none", "weight_matching")}
     plain, aligned = zoos["none"], zoos["weight_matching"]
     np.testing.assert_allclose(aligned.test_acc, plain.test_acc, atol=0.11)  # <= 1 of 1,000
     np.testing.assert_array_equal(aligned.vectors[0], plain.vectors[0])

@@ -25,6 +25,16 @@ def collect_zoo(cfg, *, dataset, model_def, workdir, train_examples):
                {"dataset": {"name": dataset.name}}), evaluator
 
 
+def mlp3_seed_zoo(dataset, workdir, *, train_examples: int, **zoo_settings) -> Zoo:
+    """A seed zoo of 3 MLP-3s (1 epoch, 3 per step) with ``zoo_settings`` on top."""
+    model_def = get_model("mlp3", num_classes=10, input_shape=dataset.x_train.shape[1:])
+    cfg = zoo_defaults()
+    cfg.update(mode="seed", selector=".*", num_models=3, epochs=1, models_per_step=3,
+               **zoo_settings)
+    return collect_zoo(cfg, dataset=dataset, model_def=model_def, workdir=workdir,
+                       train_examples=train_examples)[0]
+
+
 @pytest.fixture(scope="module")
 def subset_zoo(small_mnist, tmp_path_factory):
     md = get_model("cnn_bn", num_classes=10, input_shape=small_mnist.x_train.shape[1:])

@@ -84,19 +84,10 @@ def test_bad_arguments_are_refused(convnet3):
 
 def test_seed_zoo_with_stack_unrolled_equals_vmap(small_mnist, tmp_path):
     """zoo.stack = 'unrolled' in collect_zoo trains the same networks as the vmapped default."""
-    from test_collect import collect_zoo
+    from test_collect import mlp3_seed_zoo
 
-    from pdiff_jax.default_config import zoo_defaults
-
-    model_def = get_model("mlp3", num_classes=10, input_shape=small_mnist.x_train.shape[1:])
-    vectors = {}
-    for stack in ("vmap", "unrolled"):
-        cfg = zoo_defaults()
-        cfg.update(mode="seed", selector=".*", num_models=3, epochs=1, models_per_step=3,
-                   stack=stack)
-        zoo, _ = collect_zoo(cfg, dataset=small_mnist, model_def=model_def,
-                             workdir=tmp_path / stack, train_examples=500)
-        vectors[stack] = zoo.vectors
+    vectors = {stack: mlp3_seed_zoo(small_mnist, tmp_path / stack, train_examples=500,
+                                    stack=stack).vectors for stack in ("vmap", "unrolled")}
     np.testing.assert_allclose(vectors["unrolled"], vectors["vmap"], rtol=1e-4, atol=1e-5)
 
 
