@@ -45,7 +45,8 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
                     num_models: int, save_every: int = 1, subset_optimizer: str = "sgd",
                     subset_lr: float = 0.01, subset_batch_size: int = 128,
                     models_per_step: int = 1, stack: str = "vmap", align: str = "none",
-                    checkpoint_every: int = 50, mesh=None,
+                    checkpoint_every: int = 50, data_placement: str = "auto",
+                    steps_per_dispatch: int = 0, precision: str = "f32", mesh=None,
                     metrics_fn=None) -> tuple[dict, np.ndarray, ParamSpec, str | None]:
     """Build the zoo's parameter sets; the keywords are the ``zoo`` config section.
 
@@ -56,16 +57,20 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
     recipe = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                   momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                   milestones=tuple(milestones), augment=augment)
+    # How one network's training is run (pdiff_jax.dispatch); not part of the recipe.
+    throughput = dict(data_placement=data_placement, steps_per_dispatch=steps_per_dispatch,
+                      precision=precision, data_stats=(dataset.mean, dataset.std))
     selector = selector_of(selector, mode, model_def)
     if mode == "subset":
-        out = _subset_zoo(dataset, model_def, selector, init_from, recipe, seed=seed,
+        out = _subset_zoo(dataset, model_def, selector, init_from, recipe, throughput, seed=seed,
                           num_models=num_models, save_every=save_every,
                           subset_optimizer=subset_optimizer, subset_lr=subset_lr,
                           subset_batch_size=subset_batch_size,
                           checkpoint_every=checkpoint_every, checkpoints=checkpoints,
                           mesh=mesh, metrics_fn=metrics_fn)
     elif mode == "seed":
-        out = _seed_zoo(dataset, model_def, selector, recipe, seed=seed, num_models=num_models,
+        out = _seed_zoo(dataset, model_def, selector, recipe, throughput, seed=seed,
+                        num_models=num_models,
                         models_per_step=models_per_step, stack=stack, checkpoints=checkpoints,
                         mesh=mesh, metrics_fn=metrics_fn)
         if align != "none":   # permute hidden units to member 0's: same functions, one mode
@@ -89,7 +94,8 @@ def _initial_variables(init_from: str, model_def, seed: int) -> dict:
     return jax.device_get(model_def.init(jax.random.key(seed)))
 
 
-def _subset_zoo(dataset, model_def, selector, init_from, recipe, *, seed, num_models,
+def _subset_zoo(dataset, model_def, selector, init_from, recipe, throughput, *, seed,
+                num_models,
                 save_every, subset_optimizer, subset_lr, subset_batch_size, checkpoint_every,
                 checkpoints, mesh, metrics_fn):
     variables = _initial_variables(init_from, model_def, seed)
@@ -98,7 +104,8 @@ def _subset_zoo(dataset, model_def, selector, init_from, recipe, *, seed, num_mo
     if recipe["epochs"] > 0:
         variables = training.train_classifier(
             model_def, variables, dataset.x_train, dataset.y_train, seed=seed, mesh=mesh,
-            checkpoint_dir=checkpoints / "base", metrics_fn=metrics_fn, desc="base", **recipe)
+            checkpoint_dir=checkpoints / "base", metrics_fn=metrics_fn, desc="base", **recipe,
+            **throughput)
     split = model_def.split_point_for(spec.names)
     logging.info("zoo: subset of %d numbers in %d tensors; tail starts at %s", spec.size,
                  len(spec.names), split)
@@ -118,7 +125,8 @@ def seed_of_member(seed: int, i: int) -> int:
     return seed * 100003 + i
 
 
-def _seed_zoo(dataset, model_def, selector, recipe, *, seed, num_models, models_per_step,
+def _seed_zoo(dataset, model_def, selector, recipe, throughput, *, seed, num_models,
+              models_per_step,
               stack, checkpoints, mesh, metrics_fn):
     """K networks from seeds ``seed_of_member(seed, i)``; the subset covers all variables."""
     first = jax.device_get(model_def.init(jax.random.key(seed)))
@@ -138,7 +146,7 @@ def _seed_zoo(dataset, model_def, selector, recipe, *, seed, num_models, models_
         else:
             trained = training.train_classifiers_batched(
                 model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
-                metrics_fn=metrics_fn, **recipe)
+                metrics_fn=metrics_fn, **recipe, **throughput)
         for i, variables in zip(ids, trained, strict=True):
             state["vectors"][i] = np.asarray(flatten_subset(variables, spec))
         return state, 0.0   # each model's training checks its own losses

@@ -49,6 +49,8 @@ class SelectorError(ConfigError, SubsetError):
 ZOO_MODES = ("subset", "seed")
 ZOO_STACKS = ("vmap", "unrolled", "grouped")
 ZOO_ALIGNS = ("none", "weight_matching")
+PLACEMENTS = ("auto", "host", "device")
+PRECISIONS = ("f32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")
@@ -79,7 +81,8 @@ POSITIVE_INTS = (
 NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
     "zoo.epochs", "generator.sampling.steps", "evaluate.train_examples", "evaluate.average_k",
-    "evaluate.finetune_pairs", "evaluate.trajectories",
+    "evaluate.finetune_pairs", "evaluate.trajectories", "zoo.steps_per_dispatch",
+    *(f"{s}.steps_per_dispatch" for s in _TRAIN_SECTIONS),
 )
 POSITIVE_NUMBERS = (
     "zoo.lr", "zoo.subset_lr", *(f"{s}.learning_rate" for s in _TRAIN_SECTIONS),
@@ -97,6 +100,7 @@ UNIT_INTERVAL = (  # [0, 1): momenta and decays
 POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
 CHOICES = {
     "zoo.mode": ZOO_MODES, "zoo.stack": ZOO_STACKS, "zoo.align": ZOO_ALIGNS,
+    "zoo.data_placement": PLACEMENTS, "zoo.precision": PRECISIONS,
     "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,

@@ -53,6 +53,12 @@ def zoo_defaults() -> ml_collections.ConfigDict:
         # member 0 (pdiff_jax.alignment); the networks compute the same functions.
         align="none",            # none | weight_matching
         checkpoint_every=50,     # subset snapshots between resumable checkpoints
+        # Throughput (pdiff_jax.dispatch): where the training set lives ('auto' = on the
+        # device when an accelerator has room), optimizer steps per device call (0 = 1 on
+        # CPU, 100 on GPU/TPU), and 'bf16' compute with f32 parameters (classifiers only).
+        data_placement="auto",   # auto | host | device
+        steps_per_dispatch=0,
+        precision="f32",         # f32 | bf16
     ))
 
 

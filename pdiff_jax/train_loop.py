@@ -13,6 +13,11 @@ what every loop needs the same way:
 - checkpoints every ``checkpoint_every`` units (never of a diverged state);
 - a tqdm bar and ``metrics_fn(unit, record)`` at each check point.
 
+With ``units_per_call = k > 1`` one ``advance(state, u)`` call runs the units
+``[u, min(u + k, total))`` (several optimizer steps per dispatch, for GPUs) and
+returns one loss per unit; checkpoints and check points still fall on the same
+unit counts, so a run may resume with a different ``k``.
+
 Resuming is exact: a checkpoint holds the whole state, and ``advance`` derives
 all randomness of a unit from the unit's index.
 """
@@ -52,7 +57,7 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                    desc: str, hint: str, unit: str = "step", ckpt_dir: Path | None = None,
                    checkpoint_every: int = 1, check_every: int = 1,
                    restore: Callable[[Any], Any] = lambda s: s,
-                   metrics_fn: MetricsFn | None = None) -> Any:
+                   metrics_fn: MetricsFn | None = None, units_per_call: int = 1) -> Any:
     """Run ``advance`` over units ``[start, total)`` and return the final state.
 
     Args:
@@ -60,7 +65,10 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
         is fetched at check points only, so dispatch is not serialized).
       state: the initial state; also the template a checkpoint is restored into.
       restore: maps a restored host state back onto devices (e.g. replicate it).
+      units_per_call: units one ``advance`` call runs; with more than one its loss
+        has a leading axis with one entry per unit it ran.
     """
+    k = max(1, int(units_per_call))
     ckpts = TrainCheckpoints(ckpt_dir) if ckpt_dir else None
     start = 0
     with ckpts if ckpts else contextlib.nullcontext():
@@ -73,15 +81,16 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
         bar = tqdm(total=total, initial=start, desc=desc, leave=False, dynamic_ncols=True,
                    mininterval=1.0)
         try:
-            for u in range(start, total):
+            for u in range(start, total, k):
                 state, loss = advance(state, u)
-                pending.append(loss)
-                done = u + 1
-                at_ckpt = ckpts is not None and done % checkpoint_every == 0
-                if not (done % check_every == 0 or done == total or at_ckpt):
+                done = min(u + k, total)
+                pending.append(loss if k > 1 else [loss])   # [units run, ...]
+                at_ckpt = ckpts is not None and _crossed(u, done, checkpoint_every)
+                if not (_crossed(u, done, check_every) or done == total or at_ckpt):
                     continue
-                losses = np.asarray(jax.device_get(pending), np.float64)
-                check_finite(losses, first_unit=done - len(pending) + 1, desc=desc, hint=hint,
+                losses = np.concatenate([np.asarray(x, np.float64)
+                                         for x in jax.device_get(pending)])
+                check_finite(losses, first_unit=done - len(losses) + 1, desc=desc, hint=hint,
                              unit=unit)
                 pending = []
                 if at_ckpt or (ckpts is not None and done == total):
@@ -98,3 +107,8 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
         finally:
             bar.close()
     return state
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of ``every`` lies in ``(before, after]``."""
+    return after // every > before // every

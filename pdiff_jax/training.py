@@ -10,6 +10,12 @@
 Step functions are pure and module-level, over an explicit state, jitted once per
 architecture and optimizer. Batches are functions of ``(seed, epoch)`` or
 ``(seed, step)``, so every loop resumes exactly from its checkpoints.
+
+Throughput options of ``train_classifier`` (``pdiff_jax.dispatch`` picks them per
+backend): the training set may live on the device (``data.resident``: batches
+gathered and augmented inside the step, k steps per call in one ``lax.scan``),
+and ``precision='bf16'`` computes the forward and backward pass in bfloat16
+while parameters and optimizer state stay float32.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pdiff_jax import sharding
-from pdiff_jax.data.batches import iterate_batches, step_batch
+from pdiff_jax import dispatch, sharding
+from pdiff_jax.data import resident
+from pdiff_jax.data.batches import epoch_batches, iterate_batches, step_batch
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 from pdiff_jax.train_loop import MetricsFn, resumable_loop
 
 LR_HINT = "Lower the learning rate (zoo.lr / zoo.subset_lr) or check the data for NaNs."
+PRECISIONS = ("f32", "bf16")
 
 
 class TrainState(NamedTuple):
@@ -86,16 +94,36 @@ def variables_of(state: TrainState) -> dict:
     return out
 
 
+def _in_precision(tree, precision: str):
+    """Floating leaves of ``tree`` cast to the compute dtype (``'f32'``: unchanged)."""
+    if precision == "f32":
+        return tree
+    if precision != "bf16":
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return jax.tree.map(lambda a: a.astype(jnp.bfloat16)
+                        if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model_def,
-               tx: optax.GradientTransformation) -> tuple[TrainState, dict]:
-    """One step on a batch ``x: f32[B, H, W, C]``, ``y: i32[B]``."""
+               tx: optax.GradientTransformation,
+               precision: str = "f32") -> tuple[TrainState, dict]:
+    """One step on a batch ``x: f32[B, H, W, C]``, ``y: i32[B]``.
+
+    With ``precision='bf16'`` parameters, BatchNorm statistics and inputs enter the
+    model as bfloat16 (BN statistics too, or Flax would promote every activation
+    after a BN back to float32); the gradients, the update and the new statistics
+    are float32.
+    """
 
     def loss_fn(params):
         variables = {"params": params}
         if state.batch_stats:
             variables["batch_stats"] = state.batch_stats
-        logits, updates = model_def.apply(variables, x, train=True)
-        return cross_entropy(logits, y), (logits, updates.get("batch_stats", {}))
+        logits, updates = model_def.apply(_in_precision(variables, precision),
+                                          _in_precision(x, precision), train=True)
+        logits = logits.astype(jnp.float32)
+        stats = jax.tree.map(lambda a: a.astype(jnp.float32), updates.get("batch_stats", {}))
+        return cross_entropy(logits, y), (logits, stats)
 
     (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -106,10 +134,42 @@ def train_step(state: TrainState, x: jax.Array, y: jax.Array, *, model_def,
 
 
 @functools.cache
-def compiled_train_step(model_def, tx: optax.GradientTransformation, batched: bool = False):
+def compiled_train_step(model_def, tx: optax.GradientTransformation, batched: bool = False,
+                        precision: str = "f32"):
     """``train_step`` jitted once per architecture and optimizer (vmapped if ``batched``)."""
-    step = functools.partial(train_step, model_def=model_def, tx=tx)
+    step = functools.partial(train_step, model_def=model_def, tx=tx, precision=precision)
     return jax.jit(jax.vmap(step) if batched else step, donate_argnums=0)
+
+
+@functools.cache
+def compiled_resident_steps(model_def, tx: optax.GradientTransformation, *, batch_size: int,
+                            augment: str | None, steps: int, precision: str, mesh):
+    """``steps`` train steps on device-resident data in one call (a ``lax.scan`` if > 1).
+
+    The returned function maps ``(state, data, order, key, first)`` to
+    ``(state, losses f32[steps])``: step ``first + j`` trains on batch ``first + j``
+    of the epoch's ``order``, augmented with ``fold_in(key, first + j)``, so k steps
+    per call and k single calls give the same state.
+    """
+    shard = (sharding.batch_sharded(mesh)
+             if mesh is not None and batch_size % mesh.devices.size == 0 else None)
+
+    def one(state, data, order, key, s):
+        x, y = resident.draw_batch(data, order, s, key, batch_size=batch_size, augment=augment)
+        if shard is not None:
+            x, y = jax.lax.with_sharding_constraint((x, y), shard)
+        state, metrics = train_step(state, x, y, model_def=model_def, tx=tx,
+                                    precision=precision)
+        return state, metrics["loss"]
+
+    def run(state, data, order, key, first):
+        if steps == 1:
+            state, loss = one(state, data, order, key, first)
+            return state, loss[None]
+        return jax.lax.scan(lambda st, j: one(st, data, order, key, first + j), state,
+                            jnp.arange(steps))
+
+    return jax.jit(run, donate_argnums=0)
 
 
 def _loss_unless_diverged(loss, params):
@@ -129,28 +189,54 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
                      batch_size: int, seed: int, optimizer: str, lr: float,
                      momentum: float = 0.9, weight_decay: float = 0.0,
                      schedule: str = "constant", milestones=(0.5, 0.75), augment: str = "",
-                     mesh=None, checkpoint_dir: Path | None = None,
+                     data_placement: str = "host", steps_per_dispatch: int = 1,
+                     precision: str = "f32", data_stats: tuple = ((), ()), mesh=None,
+                     checkpoint_dir: Path | None = None,
                      metrics_fn: MetricsFn | None = None, desc: str = "train") -> dict:
     """Train ``variables`` on ``(x, y)`` for ``epochs``; returns the trained variables.
 
     With ``checkpoint_dir`` the state is saved after every epoch and an
-    interrupted call resumes from the last good epoch.
+    interrupted call resumes from the last good epoch. ``data_placement``
+    ('auto', 'host', 'device') and ``steps_per_dispatch`` (0 = auto) follow
+    ``pdiff_jax.dispatch``; ``data_stats = (mean, std)`` of the normalization lets
+    device-resident images be stored as bytes. Host and device placement train
+    on the same batches; without augmentation they compute the same steps.
     """
     mesh = mesh or sharding.make_mesh()
     batch_size = sharding.round_batch(batch_size, mesh)
     steps_per_epoch = len(x) // batch_size
     tx = _optimizer_for(optimizer, lr, epochs * steps_per_epoch, momentum, weight_decay,
                         schedule, milestones)
-    step_fn = compiled_train_step(model_def, tx)
+    on_device = dispatch.use_device_data(data_placement, x.nbytes + y.nbytes)
+    if on_device:
+        data = resident.to_device(x, y, mean=data_stats[0], std=data_stats[1], mesh=mesh)
+        k = max(1, min(dispatch.steps_per_dispatch(steps_per_dispatch), steps_per_epoch))
 
-    def epoch(state, e):
-        losses = []
-        for xb, yb in iterate_batches(x, y, batch_size, seed=seed, epoch=e, mesh=mesh,
-                                      augment=augment or None):
-            state, metrics = step_fn(state, xb, yb)
-            losses.append(metrics["loss"])
-        loss = jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(())
-        return state, _loss_unless_diverged(loss, state.params)
+        def epoch(state, e):
+            order = sharding.replicate(np.concatenate(epoch_batches(
+                len(x), batch_size, seed=seed, epoch=e, shuffle=True, drop_remainder=True)),
+                mesh)
+            key = jax.random.fold_in(jax.random.key(seed), e)   # the epoch's augmentation
+            losses = []
+            for first in range(0, steps_per_epoch, k):
+                run = compiled_resident_steps(
+                    model_def, tx, batch_size=batch_size, augment=augment or None,
+                    steps=min(k, steps_per_epoch - first), precision=precision, mesh=mesh)
+                state, loss = run(state, data, order, key, first)
+                losses.append(loss)
+            loss = jnp.mean(jnp.concatenate(losses)) if losses else jnp.zeros(())
+            return state, _loss_unless_diverged(loss, state.params)
+    else:
+        step_fn = compiled_train_step(model_def, tx, precision=precision)
+
+        def epoch(state, e):
+            losses = []
+            for xb, yb in iterate_batches(x, y, batch_size, seed=seed, epoch=e, mesh=mesh,
+                                          augment=augment or None):
+                state, metrics = step_fn(state, xb, yb)
+                losses.append(metrics["loss"])
+            loss = jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(())
+            return state, _loss_unless_diverged(loss, state.params)
 
     state = resumable_loop(
         epoch, sharding.replicate(init_train_state(variables, tx), mesh), total=epochs,
@@ -163,7 +249,9 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
                               epochs: int, batch_size: int, optimizer: str, lr: float,
                               momentum: float = 0.9, weight_decay: float = 0.0,
                               schedule: str = "constant", milestones=(0.5, 0.75),
-                              augment: str = "", mesh=None,
+                              augment: str = "", data_placement: str = "host",
+                              steps_per_dispatch: int = 1, precision: str = "f32",
+                              data_stats: tuple = ((), ()), mesh=None,
                               metrics_fn: MetricsFn | None = None) -> list[dict]:
     """Train one network per seed (its own initialisation and data order).
 
@@ -187,7 +275,7 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
     variables = jax.vmap(lambda k: model_def.init(jax.random.wrap_key_data(k)))(keys)
     place = (sharding.shard_batch if len(seeds) % mesh.devices.size == 0
              else sharding.replicate)
-    step_fn = compiled_train_step(model_def, tx, batched=True)
+    step_fn = compiled_train_step(model_def, tx, batched=True, precision=precision)
 
     def epoch(state, e):
         streams = [iterate_batches(x, y, batch_size, seed=s, epoch=e, augment=augment or None)

@@ -257,6 +257,9 @@ def test_choices_match_the_modules_that_consume_them():
     from pdiff_jax.generator import paper_modules
     assert cc.PAPER_AE_SIZES == tuple(paper_modules.PAPER_AE_SIZES)
     assert cc.SAMPLERS == sampling.SAMPLERS
+    from pdiff_jax import dispatch
+    assert cc.PLACEMENTS == dispatch.PLACEMENTS
+    assert cc.PRECISIONS == training.PRECISIONS
     assert cc.FOLD_MULTIPLE == 2 ** autoencoder.NUM_STAGES
     assert {a or None for a in cc.AUGMENTATIONS} == set(batches._AUGMENTATIONS)
     for optimizer in cc.OPTIMIZERS:

@@ -15,19 +15,27 @@ _AUGMENTATIONS = (None, "crop_flip")
 
 
 def crop_flip(x: np.ndarray, rng: np.random.Generator, *, pad: int = CROP_PAD) -> np.ndarray:
-    """Random ``pad``-pixel-padded crop and horizontal flip of f32[B, H, W, C].
+    """Random ``pad``-pixel-padded crop and horizontal flip of f32[B, H, W, C] (host side)."""
+    b = x.shape[0]
+    dy = rng.integers(0, 2 * pad + 1, size=b)
+    dx = rng.integers(0, 2 * pad + 1, size=b)
+    flip = rng.random(b) < 0.5
+    return apply_crop_flip(x, dy, dx, flip, pad=pad)
+
+
+def apply_crop_flip(x, dy, dx, flip, *, pad: int = CROP_PAD, xp=np):
+    """Crop every image of ``x: f32[B, H, W, C]`` from its zero-padded copy at offsets
+    ``(dy, dx)`` (in ``[0, 2 pad]``) and mirror it where ``flip``; ``xp`` is ``numpy``
+    (the host pipeline) or ``jax.numpy`` (inside a jitted step): the same arithmetic.
 
     The padding is zeros, which on normalized images is the mean colour.
     """
     b, h, w, _ = x.shape
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    dy = rng.integers(0, 2 * pad + 1, size=b)
-    dx = rng.integers(0, 2 * pad + 1, size=b)
-    flip = rng.random(b) < 0.5
-    rows = dy[:, None] + np.arange(h)  # [B, H]
-    cols = dx[:, None] + np.arange(w)  # [B, W]
-    cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    return padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    padded = xp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    rows = dy[:, None] + xp.arange(h)  # [B, H]
+    cols = dx[:, None] + xp.arange(w)  # [B, W]
+    cols = xp.where(flip[:, None], cols[:, ::-1], cols)
+    return padded[xp.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def epoch_batches(

@@ -34,6 +34,7 @@ def _train(steps: int, ema_decay: float) -> dict:
         ema_decay=ema_decay,
         log_every=50,
         checkpoint_every=500,
+        steps_per_dispatch=0,  # optimizer steps per device call; 0 = 1 on CPU, 100 on GPU/TPU
     )
 
 

@@ -7,9 +7,13 @@ noise) comes from ``fold_in(key, s)``, so a run resumed from a checkpoint
 (which holds the exact state: optimizer moments, EMA, step) ends identical
 to an uninterrupted one.
 
-One step per dispatch: on XLA CPU a conv weight gradient inside ``lax.scan``
+Steps per dispatch (``TrainSettings.steps_per_dispatch``, 0 = the backend's
+choice, ``pdiff_jax.dispatch``): on a GPU a step at D = 2,048 is ~2 ms and the
+launch from Python dominates, so k steps run in one ``lax.scan``
+(``multi_step``); on XLA CPU a conv weight gradient inside ``lax.scan``
 measured ~90x slower than the same step called from Python (CPU_NOTES.md),
-and these steps are long enough (>5 ms) that dispatch overhead is negligible.
+so the CPU runs one step per call. Both give the same result: step s draws
+its randomness from ``fold_in(key, s)`` wherever it runs.
 
 EMA: ``ema <- d * ema + (1 - d) * params`` with the decay warmed up as
 ``d = min(ema_decay, (1 + step) / (10 + step))``. With a fixed 0.9999 and a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pdiff_jax import sharding
+from pdiff_jax import dispatch, sharding
 from pdiff_jax.train_loop import resumable_loop
 
 from .autoencoder import reconstruction_loss
@@ -46,6 +51,7 @@ class TrainSettings:
     ema_decay: float = 0.0
     log_every: int = 50
     checkpoint_every: int = 500
+    steps_per_dispatch: int = 0   # 0 = the backend's choice (pdiff_jax.dispatch)
 
 
 def ema_decay_at(step, decay: float):
@@ -136,13 +142,37 @@ def place_tree(tree, mesh):
     return sharding.replicate(tree, mesh)
 
 
+def multi_step(step_fn: Callable, steps: int) -> Callable:
+    """``steps`` calls of ``step_fn(state, data, key) -> (state, loss)`` in one jitted
+    ``lax.scan``; returns ``(state, losses f32[steps])``. Cached per ``(step_fn, steps)``."""
+    compiled = _MULTI_STEPS.setdefault(step_fn, {})
+    if steps not in compiled:
+        def run(state, data, rng):
+            return jax.lax.scan(lambda s, _: step_fn(s, data, rng), state, None, length=steps)
+
+        compiled[steps] = jax.jit(run, donate_argnums=(0,))
+    return compiled[steps]
+
+
+# Weak keys: a stage's step function (a partial) and its compiled scans go together.
+_MULTI_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def run_generator_loop(step_fn: Callable, state: dict, data, key, settings: TrainSettings, *,
                        ckpt_dir: Path | None, desc: str, metrics_fn=None, mesh=None) -> dict:
     """Run ``step_fn(state, data, key) -> (state, loss)`` for ``settings.steps`` steps on
-    the shared resumable loop (checkpoints in ``ckpt_dir``, NaN check at each log point)."""
+    the shared resumable loop (checkpoints in ``ckpt_dir``, NaN check at each log point),
+    ``settings.steps_per_dispatch`` of them per call to the device."""
+    k = dispatch.steps_per_dispatch(settings.steps_per_dispatch)
+
+    def advance(s, u):
+        if k == 1:
+            return step_fn(s, data, key)
+        return multi_step(step_fn, min(k, settings.steps - u))(s, data, key)
+
     return resumable_loop(
-        lambda s, _: step_fn(s, data, key), state, total=settings.steps, desc=desc,
+        advance, state, total=settings.steps, desc=desc,
         hint=("Try a lower learning rate, and check the zoo for NaN/inf or extreme values."),
         ckpt_dir=ckpt_dir, checkpoint_every=settings.checkpoint_every,
         check_every=settings.log_every, restore=lambda r: place_tree(r, mesh),
-        metrics_fn=metrics_fn)
+        metrics_fn=metrics_fn, units_per_call=k)
