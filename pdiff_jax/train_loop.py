@@ -57,7 +57,8 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                    desc: str, hint: str, unit: str = "step", ckpt_dir: Path | None = None,
                    checkpoint_every: int = 1, check_every: int = 1,
                    restore: Callable[[Any], Any] = lambda s: s,
-                   metrics_fn: MetricsFn | None = None, units_per_call: int = 1) -> Any:
+                   metrics_fn: MetricsFn | None = None, units_per_call: int = 1,
+                   min_checkpoint_seconds: float = 0.0) -> Any:
     """Run ``advance`` over units ``[start, total)`` and return the final state.
 
     Args:
@@ -67,6 +68,9 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
       restore: maps a restored host state back onto devices (e.g. replicate it).
       units_per_call: units one ``advance`` call runs; with more than one its loss
         has a leading axis with one entry per unit it ran.
+      min_checkpoint_seconds: skip a due checkpoint until this long after the last
+        one (the last unit is always saved): on a GPU a save (~0.3 s) can cost more
+        than the 500 steps between two of them.
     """
     k = max(1, int(units_per_call))
     ckpts = TrainCheckpoints(ckpt_dir) if ckpt_dir else None
@@ -78,6 +82,7 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                 state = restore(restored)
         pending: list = []
         t0, u0 = time.perf_counter(), start
+        last_save = t0
         bar = tqdm(total=total, initial=start, desc=desc, leave=False, dynamic_ncols=True,
                    mininterval=1.0)
         try:
@@ -85,7 +90,8 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                 state, loss = advance(state, u)
                 done = min(u + k, total)
                 pending.append(loss if k > 1 else [loss])   # [units run, ...]
-                at_ckpt = ckpts is not None and _crossed(u, done, checkpoint_every)
+                at_ckpt = (ckpts is not None and _crossed(u, done, checkpoint_every)
+                           and time.perf_counter() - last_save >= min_checkpoint_seconds)
                 if not (_crossed(u, done, check_every) or done == total or at_ckpt):
                     continue
                 losses = np.concatenate([np.asarray(x, np.float64)
@@ -95,6 +101,7 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                 pending = []
                 if at_ckpt or (ckpts is not None and done == total):
                     ckpts.save(done, jax.tree.map(np.array, state))  # host copy: donated state
+                    last_save = time.perf_counter()
                 now = time.perf_counter()
                 rec = {"stage": desc, "loss": float(losses.mean()),
                        "loss_last": float(np.ravel(losses[-1]).mean()),

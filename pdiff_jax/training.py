@@ -241,7 +241,8 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
     state = resumable_loop(
         epoch, sharding.replicate(init_train_state(variables, tx), mesh), total=epochs,
         desc=desc, unit="epoch", hint=LR_HINT, ckpt_dir=checkpoint_dir,
-        restore=lambda r: sharding.replicate(TrainState(*r), mesh), metrics_fn=metrics_fn)
+        restore=lambda r: sharding.replicate(TrainState(*r), mesh), metrics_fn=metrics_fn,
+        min_checkpoint_seconds=dispatch.min_checkpoint_seconds())
     return jax.device_get(variables_of(state))
 
 

@@ -206,3 +206,19 @@ def test_loop_with_several_units_per_call_checks_every_unit():
                            total=10, desc="t", hint="h", units_per_call=3, check_every=5,
                            metrics_fn=lambda done, rec: records.append(done))
     assert state == 10 and records == [6, 10]
+
+
+def test_checkpoints_closer_than_the_minimum_interval_are_skipped(tmp_path):
+    saved = []
+
+    def run(min_seconds, ckpt_dir):
+        resumable_loop(lambda s, u: (s + 1, 0.0), np.zeros(()), total=6, desc="t", hint="h",
+                       ckpt_dir=ckpt_dir, checkpoint_every=2,
+                       min_checkpoint_seconds=min_seconds)
+        saved.append(sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()))
+
+    run(0.0, tmp_path / "every")
+    run(3600.0, tmp_path / "throttled")
+    assert saved[1] == [6]   # only the last unit: the others came too soon
+    assert saved[0][-1] == 6 and len(saved[0]) >= 2
+    assert dispatch.min_checkpoint_seconds() == 0.0   # the CPU saves as configured

@@ -175,4 +175,5 @@ def run_generator_loop(step_fn: Callable, state: dict, data, key, settings: Trai
         hint=("Try a lower learning rate, and check the zoo for NaN/inf or extreme values."),
         ckpt_dir=ckpt_dir, checkpoint_every=settings.checkpoint_every,
         check_every=settings.log_every, restore=lambda r: place_tree(r, mesh),
-        metrics_fn=metrics_fn, units_per_call=k)
+        metrics_fn=metrics_fn, units_per_call=k,
+        min_checkpoint_seconds=dispatch.min_checkpoint_seconds())
