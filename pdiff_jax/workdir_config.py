@@ -6,6 +6,10 @@ sections that no finished artifact was made from (a failed first attempt
 finished nothing, so its corrected command simply takes the workdir over);
 otherwise the error names the differing keys, the artifacts they invalidate,
 and what to do. Finished work is never deleted here.
+
+A key that a newer pdiff_jax added (absent from an older workdir's config.json)
+is no difference while it holds its default: a new key's default keeps the old
+behaviour, so the old artifacts are what the new config would make.
 """
 
 from __future__ import annotations
@@ -36,20 +40,39 @@ def config_differences(saved: Mapping, current: Mapping, limit: int | None = 5) 
     ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
     entries, then ``'... and N more'``.
     """
-    out = [f"{key}: {a!r} -> {b!r}" for key, a, b in _differing(saved, current)]
+    out = [f"{key}: {a!r} -> {b!r}" for key, a, b in _real_differences(saved, current)]
     if limit is None or len(out) <= limit:
         return out
     return [*out[:limit], f"... and {len(out) - limit} more"]
+
+
+ABSENT = "<absent>"
 
 
 def _differing(a, b, prefix: str = ""):
     """``(dotted key, old, new)`` for every leaf where two nested config dicts differ."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         for key in sorted(set(a) | set(b)):
-            yield from _differing(a.get(key, "<absent>"), b.get(key, "<absent>"),
-                                  f"{prefix}{key}.")
+            yield from _differing(a.get(key, ABSENT), b.get(key, ABSENT), f"{prefix}{key}.")
     elif a != b:
         yield prefix[:-1], a, b
+
+
+def _default_of(key: str):
+    from pdiff_jax.default_config import get_config
+
+    node = json.loads(get_config().to_json_best_effort())
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return ABSENT
+        node = node[part]
+    return node
+
+
+def _real_differences(old: Mapping, new: Mapping) -> list[tuple[str, object, object]]:
+    """``_differing``, less the keys added since ``old`` was written that hold their default."""
+    return [(key, a, b) for key, a, b in _differing(old, new)
+            if not (a == ABSENT and b != ABSENT and b == _default_of(key))]
 
 
 def _reads(key: str, sections) -> bool:
@@ -86,7 +109,7 @@ def adopt(workdir: Path, config, stages) -> None:
     if not saved.exists():
         return
     old, new = read_json(saved), json.loads(config.to_json_best_effort())
-    changed = [key for key, _, _ in _differing(old, new)]
+    changed = [key for key, _, _ in _real_differences(old, new)]
     if not changed:
         return
     finished = [s for s in stages if s.finished(workdir)]

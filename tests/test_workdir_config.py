@@ -111,3 +111,17 @@ def test_config_differences_names_the_changed_fields():
     assert config_differences(many, {k: -v - 1 for k, v in many.items()}, limit=2) == [
         "f0: 0 -> -1", "f1: 1 -> -2", "... and 6 more"]
     assert config_differences({"a": {"b": 1}}, {"a": {}}) == ["a.b: 1 -> '<absent>'"]
+
+
+def test_keys_added_since_a_workdir_was_made_count_only_when_not_default(tmp_path):
+    wd = tmp_path / "wd"
+    old = json.loads(get_config("smoke").to_json_best_effort())
+    del old["zoo"]["data_placement"]   # as a workdir made before the key existed
+    wd.mkdir()
+    (wd / "config.json").write_text(json.dumps(old))
+    _finish(wd, "zoo")
+    adopt(wd, get_config("smoke"), STAGES)   # the default: what the old version did
+    config = get_config("smoke")
+    config.zoo.data_placement = "device"
+    with pytest.raises(WorkdirConflict, match=r"zoo.data_placement: '<absent>' -> 'device'"):
+        adopt(wd, config, STAGES)
