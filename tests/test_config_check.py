@@ -26,6 +26,7 @@ SHIPPED = {
     "convnet3": [None, "mnist", "smoke"],
     "resnet18": [None, "smoke", "cifar10"],
     "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
+    "conditional": [None, "smoke", "value"],
 }
 
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.evaluation import plots, report
+from pdiff_jax.evaluation import conditional, plots, report
 
 
 def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float],
@@ -52,5 +52,6 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     results["meta"]["config"] = config
     report.write_results_json(results, workdir)
     report.write_report(results, workdir, pictures)
+    conditional.append_to_report(results, workdir)   # a conditional run's levels (if any)
     print(report.summary_text(results))
     return results
