@@ -105,7 +105,7 @@ def _config(kind="level"):
     cfg.normalization.mode = "tensor"
     cfg.autoencoder.model.update(kind="fc", hidden=(32,), latent_len=2, latent_channels=2,
                                  latent_noise=0.05, input_noise=0.0)
-    cfg.autoencoder.train.update(steps=300, batch_size=32, learning_rate=1e-2,
+    cfg.autoencoder.train.update(steps=150, batch_size=32, learning_rate=1e-2,
                                  checkpoint_every=10**6)
     cfg.diffusion.process.num_timesteps = 100
     cfg.diffusion.model.update(channels=(16, 16), time_dim=16)

@@ -157,6 +157,20 @@ def plot_levels(path, conditional: Mapping) -> Path:
     return plots._save(fig, path)
 
 
+def summary_text(conditional: Mapping) -> str:
+    """One line per level for the printed summary."""
+    out = [f"conditional ({conditional['kind']}, guidance {conditional['guidance_scale']:g}): "
+           f"median inside and >= {100 * conditional['target_fraction']:.0f} % inside: "
+           f"{'met' if conditional['all_levels_met'] else 'NOT met'}"]
+    for lv in conditional["levels"]:
+        g = lv["generated"]
+        if g.get("n"):
+            out.append(f"  level {lv['level']} {lv['range'][0]:g}-{lv['range'][1]:g}%: "
+                       f"median {g['median']:.2f}, {100 * g['fraction_inside']:.0f} % inside "
+                       f"(zoo median {lv['zoo'].get('median', float('nan')):.2f})")
+    return "\n".join(out)
+
+
 def append_to_report(results: Mapping, workdir) -> Path | None:
     """Add the conditional section and its plot to ``workdir/report.md`` (if conditional)."""
     conditional = results.get("conditional")

@@ -52,6 +52,7 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     results["meta"]["config"] = config
     report.write_results_json(results, workdir)
     report.write_report(results, workdir, pictures)
-    conditional.append_to_report(results, workdir)   # a conditional run's levels (if any)
     print(report.summary_text(results))
+    if conditional.append_to_report(results, workdir):   # a conditional run's levels
+        print(conditional.summary_text(results["conditional"]))
     return results
