@@ -46,8 +46,9 @@ def main(argv=None) -> None:
     if epochs > 1:
         zs = z.reshape(-1, epochs, z.shape[1])
         d = np.linalg.norm(zs[:, :, None] - zs[:, None], axis=-1)
+        first_last = np.linalg.norm(zs[:, 0] - zs[:, -1], axis=-1).mean()
         print(f"latent distance within a seed {d.sum() / (len(zs) * epochs * (epochs - 1)):.3f}"
-              f", first vs last checkpoint {np.linalg.norm(zs[:, 0] - zs[:, -1], axis=-1).mean():.3f}"
+              f", first vs last checkpoint {first_last:.3f}"
               f", member to zoo centre {np.linalg.norm(z - z.mean(0), axis=1).mean():.3f}")
     settings = SamplerSettings("ddim", 50)
     for scale in (1.0, 3.0):

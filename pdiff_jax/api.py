@@ -87,6 +87,9 @@ class TrainedRun:
         from pdiff_jax.subset import merge, unflatten_subset
 
         settings = self._inputs.sampler_settings(sampler=sampler, steps=steps)
+        if guidance_scale is None:   # the run's own (generator.condition.guidance_scale)
+            guidance_scale = self._inputs.config.generator.get("condition", {}).get(
+                "guidance_scale")
         vectors = np.asarray(self.generator.sample(key, n, settings, condition=condition,
                                                    guidance_scale=guidance_scale))
         spec, base = self.zoo.spec, self.zoo.base

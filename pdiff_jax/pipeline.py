@@ -167,7 +167,8 @@ def _sample(inp: Inputs, key, log):
     generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
     return sample_and_decode(generator, key, inp.sampler_settings(),
                              n=inp.config.evaluate.num_generated,
-                             trajectories=inp.config.evaluate.trajectories)
+                             trajectories=inp.config.evaluate.trajectories,
+                             guidance_scale=inp.config.generator.condition.guidance_scale)
 
 
 def _evaluate(inp: Inputs, key, log):

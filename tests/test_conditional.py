@@ -294,3 +294,18 @@ def test_seed_zoo_with_epoch_snapshots_is_seed_major(small_mnist, tmp_path):
     np.testing.assert_allclose(vectors[3], flatten_subset(one[1], ParamSpec.from_variables(
         one[1], ".*")), atol=1e-6)
     assert np.abs(vectors[2] - vectors[3]).max() > 1e-3   # epoch 1 != epoch 2
+
+
+def test_sample_stage_draws_each_level_with_the_given_guidance(conditional_generator):
+    from pdiff_jax.generator.trained import sample_and_decode
+
+    gen = conditional_generator[0]
+    key = jax.random.key(6)
+    arrays, meta = sample_and_decode(gen, key, DDIM, n=3, guidance_scale=0.0)
+    np.testing.assert_array_equal(arrays["condition_level"], [0, 0, 0, 1, 1, 1])
+    assert meta["condition"]["guidance_scale"] == 0.0
+    # scale 0: each level's draw is the unconditional model with that level's key
+    for i in range(2):
+        np.testing.assert_allclose(arrays["latents"][3 * i:3 * i + 3],
+                                   gen.sample_latents(jax.random.fold_in(key, 1000 + i), 3,
+                                                      DDIM), atol=1e-4)

@@ -220,7 +220,8 @@ def load_generator(workdir, *, require_diffusion: bool = True) -> TrainedGenerat
 
 
 def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSettings, *, n: int,
-                      trajectories: int = 0) -> tuple[dict, dict]:
+                      trajectories: int = 0,
+                      guidance_scale: float | None = None) -> tuple[dict, dict]:
     """The sample stage: ``n`` latents decoded into parameter vectors, plus the decoded
     paths of ``trajectories`` extra samples. Returns ``(arrays, meta)``.
 
@@ -230,7 +231,8 @@ def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSetting
     cond = generator.condition
     if cond.enabled:
         per_level = [generator.sample_latents(jax.random.fold_in(key, 1000 + i), n, settings,
-                                              condition=cond.request(i))
+                                              condition=cond.request(i),
+                                              guidance_scale=guidance_scale)
                      for i in range(cond.num_levels)]
         latents = np.concatenate([np.asarray(z) for z in per_level])
     else:
@@ -243,7 +245,8 @@ def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSetting
     meta = {"sampling": dataclasses.asdict(settings), "n": int(n)}
     if cond.enabled:
         arrays["condition_level"] = np.repeat(np.arange(cond.num_levels, dtype=np.int32), n)
-        meta["condition"] = dataclasses.asdict(cond)
+        meta["condition"] = dict(dataclasses.asdict(cond), guidance_scale=float(
+            cond.guidance_scale if guidance_scale is None else guidance_scale))
     if trajectories > 0:
         _, path = generator.sample_latents(jax.random.fold_in(key, 1), trajectories, settings,
                                            return_trajectory=True)
