@@ -77,13 +77,21 @@ class TrainedRun:
         return self.generator.decode(latents)
 
     def sample(self, key, n: int = 100, *, sampler: str | None = None,
-               steps: int | None = None) -> Samples:
+               steps: int | None = None, condition=None,
+               guidance_scale: float | None = None) -> Samples:
         """``n`` new parameter sets: subset vectors and full variables (a pure function of
-        key). The sampler settings are the run's own unless ``sampler``/``steps`` say."""
+        key and condition). The sampler settings are the run's own unless
+        ``sampler``/``steps`` say. A conditional run (``generator.condition``) takes
+        ``condition``: a level index (kind 'level') or an accuracy in percent (kind
+        'value'); None samples unconditionally. ``guidance_scale``: None = the run's."""
         from pdiff_jax.subset import merge, unflatten_subset
 
         settings = self._inputs.sampler_settings(sampler=sampler, steps=steps)
-        vectors = np.asarray(self.generator.sample(key, n, settings))
+        if guidance_scale is None:   # the run's own (generator.condition.guidance_scale)
+            guidance_scale = self._inputs.config.generator.get("condition", {}).get(
+                "guidance_scale")
+        vectors = np.asarray(self.generator.sample(key, n, settings, condition=condition,
+                                                   guidance_scale=guidance_scale))
         spec, base = self.zoo.spec, self.zoo.base
         stacked = jax.vmap(lambda v: merge(base, unflatten_subset(v, spec)))(vectors)
         return Samples(vectors, jax.device_get(stacked))
@@ -104,9 +112,12 @@ def load(workdir: str | os.PathLike = "runs/default") -> TrainedRun:
 
 
 def sample(key, n: int = 100, *, workdir: str | os.PathLike = "runs/default",
-           sampler: str | None = None, steps: int | None = None) -> Samples:
-    """``n`` generated parameter sets from the run in ``workdir`` (see :class:`Samples`)."""
-    return load(workdir).sample(key, n, sampler=sampler, steps=steps)
+           sampler: str | None = None, steps: int | None = None, condition=None,
+           guidance_scale: float | None = None) -> Samples:
+    """``n`` generated parameter sets from the run in ``workdir`` (see :class:`Samples`);
+    ``condition``/``guidance_scale`` as in :meth:`TrainedRun.sample`."""
+    return load(workdir).sample(key, n, sampler=sampler, steps=steps, condition=condition,
+                                guidance_scale=guidance_scale)
 
 
 def evaluate(workdir: str | os.PathLike = "runs/default") -> dict:

@@ -7,7 +7,9 @@ Two modes, as in the paper:
     once: the activations entering the first layer that touches the subset
     are cached, and only the tail is trained.
   * ``seed``: K whole networks trained from different initialisations and
-    data orders; the subset is every variable.
+    data orders; the subset is every variable. With ``snapshot_epochs`` (e.g.
+    (1, 2, 4, 8)) each seed contributes one member per listed epoch count: a zoo
+    with an accuracy spread, for accuracy-conditioned generation.
 
 ``collect_vectors`` returns the base variables, the stacked vectors
 ``f32[K, D]``, the ``ParamSpec`` and the split point; the pipeline measures
@@ -45,13 +47,16 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
                     num_models: int, save_every: int = 1, subset_optimizer: str = "sgd",
                     subset_lr: float = 0.01, subset_batch_size: int = 128,
                     models_per_step: int = 1, stack: str = "vmap", align: str = "none",
-                    checkpoint_every: int = 50, data_placement: str = "auto",
-                    steps_per_dispatch: int = 0, precision: str = "f32", mesh=None,
+                    snapshot_epochs=(), checkpoint_every: int = 50,
+                    data_placement: str = "auto", steps_per_dispatch: int = 0,
+                    precision: str = "f32", mesh=None,
                     metrics_fn=None) -> tuple[dict, np.ndarray, ParamSpec, str | None]:
     """Build the zoo's parameter sets; the keywords are the ``zoo`` config section.
 
     Returns ``(base variables, vectors f32[K, D], spec, split point)``; resumable
-    training state goes under ``checkpoints``.
+    training state goes under ``checkpoints``. In seed mode with ``snapshot_epochs``
+    K = num_models * len(snapshot_epochs), seed-major (member i * E + j is seed i
+    after snapshot_epochs[j] epochs; ``epochs`` is then unused).
     """
     mesh = mesh or sharding.make_mesh()
     recipe = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -72,7 +77,8 @@ def collect_vectors(dataset, model_def, *, seed: int, checkpoints: Path, mode: s
         out = _seed_zoo(dataset, model_def, selector, recipe, throughput, seed=seed,
                         num_models=num_models,
                         models_per_step=models_per_step, stack=stack, checkpoints=checkpoints,
-                        mesh=mesh, metrics_fn=metrics_fn)
+                        mesh=mesh, metrics_fn=metrics_fn,
+                        snapshot_epochs=tuple(snapshot_epochs))
         if align != "none":   # permute hidden units to member 0's: same functions, one mode
             from pdiff_jax.alignment import align_zoo
 
@@ -126,32 +132,39 @@ def seed_of_member(seed: int, i: int) -> int:
 
 
 def _seed_zoo(dataset, model_def, selector, recipe, throughput, *, seed, num_models,
-              models_per_step,
-              stack, checkpoints, mesh, metrics_fn):
-    """K networks from seeds ``seed_of_member(seed, i)``; the subset covers all variables."""
+              models_per_step, stack, checkpoints, mesh, metrics_fn, snapshot_epochs=()):
+    """K networks from seeds ``seed_of_member(seed, i)``; the subset covers all variables.
+    With ``snapshot_epochs``, each seed once per epoch count (seed-major)."""
     first = jax.device_get(model_def.init(jax.random.key(seed)))
     spec = ParamSpec.from_variables(first, selector)
     group = max(1, int(models_per_step))
     K = int(num_models)
+    # Each epoch count is its own ordinary training run; with a constant schedule the
+    # shorter runs are exactly the longer run's earlier epochs (batches depend on
+    # (seed, epoch) only), so they are that seed's epoch checkpoints.
+    epoch_counts = tuple(int(e) for e in snapshot_epochs) or (recipe["epochs"],)
+    E = len(epoch_counts)
 
     def train_group(state, g):
         ids = list(range(g * group, min((g + 1) * group, K)))
         seeds = [seed_of_member(seed, i) for i in ids]
-        if stack != "vmap" and len(ids) > 1:   # 'unrolled' or 'grouped' (convnets)
-            from pdiff_jax.stacked_training import train_networks_stacked
+        for j, epochs in enumerate(epoch_counts):
+            run = dict(recipe, epochs=epochs)
+            if stack != "vmap" and len(ids) > 1:   # 'unrolled' or 'grouped' (convnets)
+                from pdiff_jax.stacked_training import train_networks_stacked
 
-            trained = train_networks_stacked(model_def, seeds, dataset.x_train,
-                                             dataset.y_train, mesh=mesh, formulation=stack,
-                                             **recipe)
-        else:
-            trained = training.train_classifiers_batched(
-                model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
-                metrics_fn=metrics_fn, **recipe, **throughput)
-        for i, variables in zip(ids, trained, strict=True):
-            state["vectors"][i] = np.asarray(flatten_subset(variables, spec))
+                trained = train_networks_stacked(model_def, seeds, dataset.x_train,
+                                                 dataset.y_train, mesh=mesh,
+                                                 formulation=stack, **run)
+            else:
+                trained = training.train_classifiers_batched(
+                    model_def, seeds, dataset.x_train, dataset.y_train, mesh=mesh,
+                    metrics_fn=metrics_fn, **run, **throughput)
+            for i, variables in zip(ids, trained, strict=True):
+                state["vectors"][i * E + j] = np.asarray(flatten_subset(variables, spec))
         return state, 0.0   # each model's training checks its own losses
 
-    state = resumable_loop(train_group, {"vectors": np.zeros((K, spec.size), np.float32)},
+    state = resumable_loop(train_group, {"vectors": np.zeros((K * E, spec.size), np.float32)},
                            total=-(-K // group), desc="seed zoo", unit="group",
                            hint=training.LR_HINT, ckpt_dir=checkpoints / "seed",
                            restore=lambda r: {"vectors": np.array(r["vectors"])})

@@ -61,10 +61,13 @@ DENOISER_KINDS = ("unet", "paper")
 PAPER_AE_SIZES = ("medium", "small")
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
+CONDITION_KINDS = ("none", "level", "value")
+CONDITION_ON = ("test", "train")
 VECTORIZE = ("vmap", "map")
 FOLD_MULTIPLE = 16  # the conv autoencoder halves the length 4 times (autoencoder.NUM_STAGES)
 
 _AE, _DIFF = "generator.autoencoder", "generator.diffusion"
+_COND = "generator.condition"
 _TRAIN_SECTIONS = (f"{_AE}.train", f"{_DIFF}.train")
 
 POSITIVE_INTS = (
@@ -92,10 +95,11 @@ NONNEGATIVE_NUMBERS = (
     "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
     f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
-    "generator.sampling.eta",
+    "generator.sampling.eta", f"{_COND}.guidance_scale",
 )
 UNIT_INTERVAL = (  # [0, 1): momenta and decays
     "zoo.momentum", *(f"{s}.{f}" for s in _TRAIN_SECTIONS for f in ("b1", "b2", "ema_decay")),
+    f"{_COND}.dropout",
 )
 POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
 CHOICES = {
@@ -107,6 +111,7 @@ CHOICES = {
     f"{_DIFF}.model.kind": DENOISER_KINDS,
     f"{_AE}.model.norm": NORMS, "generator.sampling.sampler": SAMPLERS,
     "evaluate.vectorize": VECTORIZE,
+    f"{_COND}.kind": CONDITION_KINDS, f"{_COND}.on": CONDITION_ON,
 }
 BOOLS = ("evaluate.tsne", "generator.sampling.clip_denoised")
 
@@ -233,6 +238,16 @@ def _check_relations(config) -> None:
             _fail("zoo.selector", f"valid regexes ({pattern!r}: {e})", selector,
                   "e.g. --config.zoo.selector='params/bn4/.*'")
 
+    snapshots = _get(config, "zoo.snapshot_epochs")
+    if not (isinstance(snapshots, Sequence) and not isinstance(snapshots, str)
+            and all(_is_int(e) and e > 0 for e in snapshots)
+            and list(snapshots) == sorted(set(snapshots))):
+        _fail("zoo.snapshot_epochs", "increasing positive epoch counts (or empty)", snapshots,
+              "e.g. --config.zoo.snapshot_epochs='(1, 2, 4, 8)'")
+    if snapshots and _get(config, "zoo.mode") != "seed":
+        _fail("zoo.snapshot_epochs", "empty unless zoo.mode='seed'", snapshots,
+              "use --config.zoo.mode=seed, or --config.zoo.snapshot_epochs='()'")
+
     init_from = _get(config, "zoo.init_from")
     if not isinstance(init_from, str) or (init_from and not os.path.isfile(init_from)):
         _fail("zoo.init_from", "'' or the path of an existing .safetensors/.pth file", init_from,
@@ -270,10 +285,40 @@ def _check_relations(config) -> None:
             _fail(path, "a string", v)
 
     _check_sampler_steps(config)
+    _check_condition(config)
     ae = _get(config, f"{_AE}.model")
     if ae.kind == "paper" and ae.get("size", "medium") not in PAPER_AE_SIZES:
         _fail(f"{_AE}.model.size", f"one of {PAPER_AE_SIZES} for the paper autoencoder",
               ae.get("size"), f"e.g. {_flag(f'{_AE}.model.size', 'medium')}")
+
+
+def _check_condition(config) -> None:
+    """``generator.condition``: its keys, its range edges, a denoiser that takes it."""
+    section = _get(config, _COND)
+    fields = set(section.to_dict() if hasattr(section, "to_dict") else section)
+    expected = set(_get(_defaults(), _COND).to_dict())
+    for key in sorted(fields - expected):
+        close = _closest(key, expected)
+        raise ConfigError(f"{_COND} has no field {key!r}"
+                          + (f"; did you mean {_COND}.{close}?" if close else "")
+                          + f" (fields: {', '.join(sorted(expected))})")
+    for key in sorted(expected - fields):
+        raise ConfigError(f"{_COND} lacks the field {key!r}; start from "
+                          "pdiff_jax.default_config.get_config() and override fields")
+    kind, levels = section.kind, section.levels
+    path = f"{_COND}.levels"
+    if not (isinstance(levels, Sequence) and not isinstance(levels, str)
+            and all(_is_number(e) and 0 <= e <= 100 for e in levels)
+            and list(levels) == sorted(set(levels))):
+        _fail(path, "increasing accuracy range edges in percent", levels,
+              f"e.g. {_flag(path, (75, 85, 90, 92, 95))} for 4 levels")
+    if kind != "none" and len(levels) < 2:
+        _fail(path, f"at least 2 range edges for {_COND}.kind={kind!r}", levels,
+              f"e.g. {_flag(path, (75, 85, 90, 92, 95))} for 4 levels")
+    if kind != "none" and _get(config, f"{_DIFF}.model.kind") != "unet":
+        _fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
+              "is unconditional)", _get(config, f"{_DIFF}.model.kind"),
+              f"use {_flag(f'{_DIFF}.model.kind', 'unet')} or {_flag(f'{_COND}.kind', 'none')}")
 
 
 def _check_sampler_steps(config) -> None:

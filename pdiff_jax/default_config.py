@@ -52,6 +52,9 @@ def zoo_defaults() -> ml_collections.ConfigDict:
         # Seed mode: 'weight_matching' permutes every member's hidden units to match
         # member 0 (pdiff_jax.alignment); the networks compute the same functions.
         align="none",            # none | weight_matching
+        # Seed mode: one member per seed and listed epoch count, e.g. (1, 2, 4, 8): a zoo
+        # with an accuracy spread (K = num_models * len). () = each seed after `epochs`.
+        snapshot_epochs=(),
         checkpoint_every=50,     # subset snapshots between resumable checkpoints
         # Throughput (pdiff_jax.dispatch): where the training set lives ('auto' = on the
         # device when an accelerator has room), optimizer steps per device call (0 = 1 on

@@ -147,9 +147,14 @@ def _diffusion(inp: Inputs, key, log):
     ae_arrays, ae_meta = artifacts.load_artifact(
         artifacts.artifact_dir(inp.workdir, artifacts.AUTOENCODER), what="autoencoder")
     gen = inp.config.generator
+    cond = gen.condition
+    accuracies = None
+    if cond.kind != "none":   # each member's accuracy labels its condition
+        accuracies = inp.zoo.test_acc if cond.on == "test" else inp.zoo.train_acc
     return train_diffusion(
         ae_arrays["latents"], key=key, process=gen.diffusion.process,
-        model=gen.diffusion.model, train=gen.diffusion.train,
+        model=gen.diffusion.model, train=gen.diffusion.train, accuracies=accuracies,
+        condition={k: v for k, v in cond.to_dict().items() if k != "guidance_scale"},
         ae_fingerprint=ae_meta["fingerprint"], mesh=inp.mesh,
         checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "diffusion"), metrics_fn=log)
 
@@ -162,7 +167,8 @@ def _sample(inp: Inputs, key, log):
     generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
     return sample_and_decode(generator, key, inp.sampler_settings(),
                              n=inp.config.evaluate.num_generated,
-                             trajectories=inp.config.evaluate.trajectories)
+                             trajectories=inp.config.evaluate.trajectories,
+                             guidance_scale=inp.config.generator.condition.guidance_scale)
 
 
 def _evaluate(inp: Inputs, key, log):
@@ -180,9 +186,19 @@ def _evaluate(inp: Inputs, key, log):
             finetuned_neighbours, evaluator=evaluator, zoo=zoo, model_def=inp.model_def,
             pairs=e.finetune_pairs, steps=e.finetune_steps, optimizer=z.subset_optimizer,
             lr=z.subset_lr, batch_size=z.subset_batch_size, momentum=z.momentum, mesh=inp.mesh)
-    return evaluate_groups(evaluator, zoo, samples["vectors"], key=key,
-                           num_baseline=e.num_baseline, noise_amplitudes=e.noise_amplitudes,
-                           average_k=e.average_k, finetune=finetune)
+    arrays, results = evaluate_groups(
+        evaluator, zoo, samples["vectors"], key=key, num_baseline=e.num_baseline,
+        noise_amplitudes=e.noise_amplitudes, average_k=e.average_k, finetune=finetune)
+    if "condition_level" in samples:   # a conditional run: per requested level
+        from pdiff_jax.evaluation.conditional import evaluate_levels
+
+        _, sample_meta = artifacts.load_artifact(
+            artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES), what="samples")
+        results["conditional"] = evaluate_levels(
+            evaluator, zoo, arrays["pdiff"], samples["condition_level"],
+            sample_meta["condition"], key=jax.random.fold_in(key, 7),
+            noise_amplitude=max(e.noise_amplitudes, default=0.1), n_noise=e.num_baseline)
+    return arrays, results
 
 
 def _report(inp: Inputs, key, log):
@@ -211,9 +227,12 @@ STAGES = (
           _collect),
     Stage("autoencoder", artifacts.AUTOENCODER,
           ("generator.normalization", "generator.autoencoder"), _autoencoder),
-    Stage("diffusion", artifacts.DIFFUSION, ("generator.diffusion",), _diffusion),
+    Stage("diffusion", artifacts.DIFFUSION,
+          ("generator.diffusion", *(f"generator.condition.{k}" for k in
+                                    ("kind", "levels", "on", "dropout"))), _diffusion),
     Stage("sample", artifacts.SAMPLES,
-          ("generator.sampling", "evaluate.num_generated", "evaluate.trajectories"), _sample),
+          ("generator.sampling", "generator.condition.guidance_scale", "evaluate.num_generated",
+           "evaluate.trajectories"), _sample),
     Stage("evaluate", artifacts.EVALUATION,
           tuple(f"evaluate.{k}" for k in ("batch_size", "models_per_call", "vectorize",
                                           "num_baseline", "noise_amplitudes", "average_k",

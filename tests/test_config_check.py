@@ -26,6 +26,7 @@ SHIPPED = {
     "convnet3": [None, "mnist", "smoke"],
     "resnet18": [None, "smoke", "cifar10"],
     "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
+    "conditional": [None, "smoke", "value", "align"],
 }
 
 
@@ -146,10 +147,11 @@ def test_each_choice_rule_lists_the_choices(path, tfds_dir):
         validate_config(_with(_smoke(tfds_dir), path, bad))
     listed = ", ".join(repr(c) for c in choices)
     assert _one_line(info.value).startswith(f"{path} must be one of {listed}, got {bad!r}; ")
+    companion = {"generator.sampling.sampler": ("generator.sampling.steps", 0),  # ddpm: all T
+                 "generator.condition.kind": ("generator.condition.levels", (0, 50, 100))}
     for choice in choices:  # every listed choice is accepted by the checker
-        validate_config(_with(_with(_smoke(tfds_dir), path, choice), "generator.sampling.steps", 0)
-                        if path == "generator.sampling.sampler"
-                        else _with(_smoke(tfds_dir), path, choice))
+        config = _with(_smoke(tfds_dir), path, choice)
+        validate_config(_with(config, *companion[path]) if path in companion else config)
 
 
 def test_a_typo_in_a_choice_gets_a_did_you_mean(tfds_dir):
@@ -228,7 +230,8 @@ def test_every_config_field_has_a_rule():
     # A new config field must get a rule here (or be added to the special checks below).
     special = {"zoo.milestones", "zoo.selector", "zoo.init_from", "model.kwargs", "model.name",
                "data.name", "data.data_dir", "generator.diffusion.process.beta_start",
-               "generator.diffusion.process.beta_end", "evaluate.noise_amplitudes"}
+               "generator.diffusion.process.beta_end", "evaluate.noise_amplitudes",
+               "zoo.snapshot_epochs", "generator.condition.levels"}
     covered = (set(cc.POSITIVE_INTS) | set(cc.NONNEGATIVE_INTS) | set(cc.POSITIVE_NUMBERS)
                | set(cc.NONNEGATIVE_NUMBERS) | set(cc.UNIT_INTERVAL) | set(cc.POSITIVE_INT_TUPLES)
                | set(cc.CHOICES) | set(cc.BOOLS) | special)

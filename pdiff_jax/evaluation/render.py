@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.evaluation import plots, report
+from pdiff_jax.evaluation import conditional, plots, report
 
 
 def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float],
@@ -53,4 +53,6 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     report.write_results_json(results, workdir)
     report.write_report(results, workdir, pictures)
     print(report.summary_text(results))
+    if conditional.append_to_report(results, workdir):   # a conditional run's levels
+        print(conditional.summary_text(results["conditional"]))
     return results

@@ -11,6 +11,8 @@ function or module:
                           authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py)
   diffusion.train      -> train.TrainSettings(**.)
   sampling             -> sampling.SamplerSettings(**.)  (the only sampler settings)
+  condition            -> conditioning.ConditionSettings(**.): accuracy-conditioned
+                          generation with classifier-free guidance (kind 'none' = off)
 
 The default schedule is short so that a small subset (D = 256, K = 200) trains
 in under two minutes on a 2-core CPU; the paper used 30,000 steps per stage
@@ -67,4 +69,11 @@ def default_generator_config() -> ml_collections.ConfigDict:
         train=_train(steps=4000, ema_decay=0.9999),
     )
     cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True)
+    cfg.condition = dict(
+        kind="none",          # none | level (index of an accuracy range) | value (accuracy)
+        levels=(),            # range edges in percent, e.g. (75, 85, 90, 92, 95): 4 levels
+        on="test",            # which zoo accuracy labels a member: test | train
+        dropout=0.1,          # fraction of conditions replaced by null while training
+        guidance_scale=1.0,   # eps(null) + s (eps(c) - eps(null)); 0 = unconditional
+    )
     return cfg

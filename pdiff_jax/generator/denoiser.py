@@ -6,6 +6,12 @@ as a per-channel scale and shift after a normalization. Normalizations are
 over channels (LayerNorm), not over the length: latents can be 1-4 long.
 Kept small on purpose: 1000 sampling steps of 100 latents must take a few
 seconds on a CPU.
+
+Optionally conditioned (``condition`` 'level' or 'value', paper Tab. 6): the
+condition is embedded and added to the timestep embedding, so it reaches every
+block the same way t does. A negative condition is the "null" condition of
+classifier-free guidance (``conditioning.py``). The 'paper' denoiser stays
+unconditional.
 """
 
 from __future__ import annotations
@@ -54,25 +60,59 @@ class TimeResBlock(nn.Module):
         return skip + y
 
 
+class ConditionEmbedding(nn.Module):
+    """c f32[B] -> f32[B, dim]; c < 0 is the null condition (a learned vector).
+
+    'level': c is an accuracy-level index in [0, num_levels) (one embedding row each,
+    the paper's one-hot); 'value': c is an accuracy fraction in [0, 1], embedded
+    sinusoidally at 1000x so that 0.1-point differences are resolved, then an MLP.
+    """
+
+    kind: str
+    dim: int
+    num_levels: int = 0
+
+    @nn.compact
+    def __call__(self, c):
+        c = jnp.asarray(c, jnp.float32)
+        null = c < 0
+        if self.kind == "level":
+            idx = jnp.where(null, self.num_levels, c).astype(jnp.int32)
+            return nn.Embed(self.num_levels + 1, self.dim)(idx)  # row num_levels: null
+        if self.kind == "value":
+            emb = timestep_embedding(jnp.where(null, 0.0, c) * 1000.0, self.dim)
+            emb = nn.Dense(self.dim)(nn.silu(nn.Dense(self.dim)(emb)))
+            null_emb = self.param("null", nn.initializers.normal(0.02), (self.dim,))
+            return jnp.where(null[:, None], null_emb[None], emb)
+        raise ValueError(f"condition must be 'none', 'level' or 'value', got {self.kind!r}")
+
+
 class UNet1D(nn.Module):
-    """eps(x_t, t): x f32[B, L, C], t int32[B] -> f32[B, L, C].
+    """eps(x_t, t[, c]): x f32[B, L, C], t int32[B], c f32[B] -> f32[B, L, C].
 
     ``channels`` lists the width of each level; the length is halved between
     levels (internally padded to a multiple of 2**(levels-1) and cropped back).
+    With ``condition`` 'level' / 'value', ``c`` (None = null for every sample) is
+    embedded and added to the timestep embedding.
     """
 
     channels: Sequence[int] = (32, 32)
     time_dim: int = 64
     kernel_size: int = 3
+    condition: str = "none"     # none | level | value (derived from generator.condition)
+    num_levels: int = 0         # 'level': the number of accuracy ranges
 
     @nn.compact
-    def __call__(self, x, t):
-        _, L, C = x.shape
+    def __call__(self, x, t, c=None):
+        B, L, C = x.shape
         m = 2 ** (len(self.channels) - 1)
         Lp = -(-L // m) * m
         h = jnp.pad(x, ((0, 0), (0, Lp - L), (0, 0)))
         temb = timestep_embedding(t, self.time_dim)
         temb = nn.Dense(self.time_dim)(nn.silu(nn.Dense(self.time_dim)(temb)))
+        if self.condition != "none":
+            c = jnp.full((B,), -1.0) if c is None else c
+            temb = temb + ConditionEmbedding(self.condition, self.time_dim, self.num_levels)(c)
         temb = nn.silu(temb)
 
         h = nn.Conv(self.channels[0], (self.kernel_size,), padding="SAME")(h)
@@ -101,12 +141,21 @@ class UNet1D(nn.Module):
 DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser}
 
 
-def build(kind: str = "unet", *, num_timesteps: int = 1000, **kwargs) -> nn.Module:
+def build(kind: str = "unet", *, num_timesteps: int = 1000, condition: str = "none",
+          num_levels: int = 0, **kwargs) -> nn.Module:
     """The denoiser of ``kind`` ('unet' | 'paper'); ``kwargs`` is the config section
     ``diffusion.model`` (see ``kinds.pick_kind``). ``num_timesteps`` is the process's T
-    (the paper denoiser embeds each t in a table)."""
+    (the paper denoiser embeds each t in a table). ``condition`` / ``num_levels`` come
+    from ``generator.condition`` (only 'unet' takes a condition)."""
     cls, own = pick_kind(DENOISERS, kind, kwargs, section="diffusion.model",
-                         derived=("num_timesteps",))
-    if "num_timesteps" in {f.name for f in dataclasses.fields(cls)}:
+                         derived=("num_timesteps", "condition", "num_levels"))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if "num_timesteps" in fields:
         own["num_timesteps"] = int(num_timesteps)
+    if condition != "none":
+        if "condition" not in fields:
+            raise ValueError(f"the {kind!r} denoiser is unconditional; use "
+                             "--config.generator.diffusion.model.kind=unet for "
+                             f"generator.condition.kind={condition!r}")
+        own.update(condition=condition, num_levels=int(num_levels))
     return cls(**own)

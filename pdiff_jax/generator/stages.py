@@ -10,6 +10,7 @@ arguments, so loading needs no config.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from pdiff_jax.training import make_optimizer
 from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
+from .conditioning import ConditionSettings, conditional_diffusion_train_step
 from .kinds import plain
 from .normalize import fit_normalizer, normalize
 from .train import (
@@ -111,13 +113,31 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     return arrays, meta
 
 
+def conditioned_labels(cond: ConditionSettings, accuracies, K: int) -> np.ndarray:
+    """f32[K] training conditions from the members' accuracies (percent)."""
+    if accuracies is None or np.shape(accuracies) != (K,):
+        raise MismatchError(f"a conditional generator needs one accuracy per zoo member "
+                            f"(K = {K}), got {None if accuracies is None else np.shape(accuracies)}"
+                            "; re-run the collect stage so the zoo stores its accuracies")
+    labels = cond.labels(accuracies)
+    if (labels < 0).all():
+        raise MismatchError(f"no zoo member lies in any generator.condition.levels range "
+                            f"{cond.ranges()} (zoo accuracies {np.min(accuracies):.2f}.."
+                            f"{np.max(accuracies):.2f}%); set levels that cover the zoo")
+    return labels
+
+
 def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Mapping,
+                    condition: Mapping | None = None, accuracies=None,
                     ae_fingerprint: str = "", checkpoint_dir: Path | None = None, mesh=None,
                     metrics_fn=None) -> tuple[dict, dict]:
     """Train the latent denoiser on the zoo's latents ``f32[K, L, C]``.
 
+    ``condition`` is the ``generator.condition`` section; when its kind is not 'none',
+    ``accuracies`` f32[K] (percent, the zoo's ``condition.on`` accuracy) label the
+    members and the denoiser learns with classifier-free condition dropout.
     Returns ``(arrays, meta)``: arrays = denoiser EMA params and the latent scale;
-    meta = process and module kwargs, steps, parameter count.
+    meta = process and module kwargs, condition settings, steps, parameter count.
     """
     latents = np.asarray(latents, np.float32)
     # Diffusion runs on unit-scale latents; the scale is stored and undone at sampling.
@@ -125,19 +145,32 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     data = latents * latent_scale
     settings = TrainSettings(**plain(train))
     sched = dp.linear_schedule(**plain(process))
-    denoiser = denoiser_lib.build(num_timesteps=sched.T, **plain(model))
+    cond = ConditionSettings(**plain(condition or {}))
+    denoiser = denoiser_lib.build(num_timesteps=sched.T, **plain(model),
+                                  **cond.denoiser_kwargs())
     k_init, k_train = jax.random.split(key)
     variables = denoiser.init(k_init, data[:1], np.zeros((1,), np.int32))
     tx = _adamw(settings)
     state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
-    step = functools.partial(diffusion_train_step, sched=sched, model=denoiser, tx=tx,
-                             batch_size=effective_batch(settings.batch_size, len(data), mesh),
-                             ema_decay=settings.ema_decay, mesh=mesh)
+    step_kw = dict(sched=sched, model=denoiser, tx=tx, ema_decay=settings.ema_decay, mesh=mesh,
+                   batch_size=effective_batch(settings.batch_size, len(data), mesh))
+    cond_meta = {}
+    if cond.enabled:
+        labels = conditioned_labels(cond, accuracies, len(data))
+        cond_meta = {"members_per_level": np.bincount(
+            cond.level_of(accuracies)[cond.level_of(accuracies) >= 0],
+            minlength=cond.num_levels).tolist(), "unlabelled": int((labels < 0).sum())}
+        step = functools.partial(conditional_diffusion_train_step, dropout=cond.dropout,
+                                 **step_kw)
+        data = (data, labels)
+    else:
+        step = functools.partial(diffusion_train_step, **step_kw)
     state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
                                ckpt_dir=checkpoint_dir, desc="diffusion",
                                metrics_fn=metrics_fn, mesh=mesh)
     params = _final_variables(state)["params"]
     meta = {"process": plain(process), "model": plain(model), "train": plain(train),
+            "condition": dict(dataclasses.asdict(cond), **cond_meta),
             "steps": settings.steps, "latent_scale": float(latent_scale),
             "ae_fingerprint": ae_fingerprint,
             "n_params": int(sum(p.size for p in jax.tree.leaves(params)))}

@@ -25,6 +25,7 @@ from pdiff_jax.errors import MismatchError
 from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
+from .conditioning import ConditionSettings, as_condition, guided_eps_fn
 from .kinds import plain
 from .normalize import Normalizer, denormalize, normalize
 from .sampling import SamplerSettings
@@ -56,6 +57,10 @@ def _decode(variables, z, *, model):
     return model.apply(variables, z, train=False, method="decode")
 
 
+def model_is_conditional(model) -> bool:
+    return getattr(model, "condition", "none") != "none"
+
+
 def _chunked(fn, x, rows: int):
     """Apply fn to fixed-size chunks (last one padded: one compilation)."""
     n = x.shape[0]
@@ -80,9 +85,14 @@ def decode_normalized(model, variables, z) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "shape", "sampler", "steps", "eta",
-                                             "clip", "trajectory"))
-def _sample_latents(params, sched, key, *, model, shape, sampler, steps, eta, clip, trajectory):
-    eps_fn = lambda x, t: model.apply({"params": params}, x, t)
+                                             "clip", "trajectory", "guidance_scale"))
+def _sample_latents(params, sched, key, condition=None, *, model, shape, sampler, steps, eta,
+                    clip, trajectory, guidance_scale=1.0):
+    if model_is_conditional(model):
+        eps_fn = guided_eps_fn(lambda x, t, c: model.apply({"params": params}, x, t, c),
+                               condition, guidance_scale)
+    else:
+        eps_fn = lambda x, t: model.apply({"params": params}, x, t)
     if sampler == "ddpm":
         return dp.ddpm_sample(eps_fn, sched, key, shape, clip_x0=clip,
                               return_trajectory=trajectory)
@@ -110,9 +120,15 @@ class TrainedGenerator:
         self.zoo_latents = ae_arrays["latents"]  # f32[K, L, C]
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
         self.has_diffusion = diff_arrays is not None
+        self.condition = ConditionSettings()
         if self.has_diffusion:
+            stored = plain(diff_meta.get("condition", {}))
+            self.condition = ConditionSettings(**{f.name: stored[f.name] for f in
+                                                  dataclasses.fields(ConditionSettings)
+                                                  if f.name in stored})
             self.denoiser = denoiser_lib.build(
-                num_timesteps=diff_meta["process"]["num_timesteps"], **plain(diff_meta["model"]))
+                num_timesteps=diff_meta["process"]["num_timesteps"], **plain(diff_meta["model"]),
+                **self.condition.denoiser_kwargs())
             self.denoiser_params = diff_arrays["params"]
             self.latent_scale = float(diff_arrays["latent_scale"])
             self.schedule = dp.linear_schedule(**diff_meta["process"])
@@ -131,28 +147,43 @@ class TrainedGenerator:
 
     # -- diffusion ---------------------------------------------------------------------
     def sample_latents(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER, *,
-                       return_trajectory: bool = False):
+                       return_trajectory: bool = False, condition=None,
+                       guidance_scale: float | None = None):
         """n latents f32[n, L, C] (AE units); with ``return_trajectory`` also
-        f32[S + 1, n, L, C] (from pure noise to the result). Pure function of ``key``."""
+        f32[S + 1, n, L, C] (from pure noise to the result). Pure function of ``key``
+        (and ``condition``).
+
+        ``condition`` (a conditional generator only): None = unconditional; a level index
+        (kind 'level') or an accuracy in percent (kind 'value'), one for all or f32[n].
+        ``guidance_scale``: None = the trained setting (``generator.condition``)."""
         if not self.has_diffusion:
             raise CheckpointError("this generator has no diffusion model yet; "
                                   "run the pipeline's 'diffusion' stage first")
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive number of samples, got {n!r}")
         clip = self.latent_bound * self.latent_scale if settings.clip_denoised else None
-        out = _sample_latents(self.denoiser_params, self.schedule, key, model=self.denoiser,
+        c = as_condition(self.condition, condition, int(n))
+        scale = self.condition.guidance_scale if guidance_scale is None else guidance_scale
+        if not float(scale) >= 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
+        out = _sample_latents(self.denoiser_params, self.schedule, key,
+                              None if c is None else jnp.asarray(c), model=self.denoiser,
                               shape=(int(n), *self.latent_shape), sampler=settings.sampler,
                               steps=settings.steps_for(self.schedule.T),
                               eta=float(settings.eta), clip=clip,
-                              trajectory=bool(return_trajectory))
+                              trajectory=bool(return_trajectory),
+                              guidance_scale=float(scale))
         if return_trajectory:
             z, traj = out
             return np.asarray(z) / self.latent_scale, np.asarray(traj) / self.latent_scale
         return np.asarray(out) / self.latent_scale
 
-    def sample(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER) -> np.ndarray:
-        """n generated parameter vectors f32[n, D]. Same key -> same output."""
-        return self.decode(self.sample_latents(key, n, settings))
+    def sample(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER, *,
+               condition=None, guidance_scale: float | None = None) -> np.ndarray:
+        """n generated parameter vectors f32[n, D]. Same key (and condition) -> same
+        output; ``condition``/``guidance_scale`` as in ``sample_latents``."""
+        return self.decode(self.sample_latents(key, n, settings, condition=condition,
+                                               guidance_scale=guidance_scale))
 
     # -- compatibility -----------------------------------------------------------------
     def check_compatible(self, D: int, vectors=None, fingerprint: str | None = None) -> None:
@@ -189,20 +220,38 @@ def load_generator(workdir, *, require_diffusion: bool = True) -> TrainedGenerat
 
 
 def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSettings, *, n: int,
-                      trajectories: int = 0) -> tuple[dict, dict]:
+                      trajectories: int = 0,
+                      guidance_scale: float | None = None) -> tuple[dict, dict]:
     """The sample stage: ``n`` latents decoded into parameter vectors, plus the decoded
-    paths of ``trajectories`` extra samples. Returns ``(arrays, meta)``."""
-    latents = np.asarray(generator.sample_latents(key, n, settings))
+    paths of ``trajectories`` extra samples. Returns ``(arrays, meta)``.
+
+    A conditional generator draws ``n`` per accuracy level (level i from
+    ``fold_in(key, 1000 + i)``), concatenated in level order; ``condition_level``
+    i32[n * levels] says which level each row asked for."""
+    cond = generator.condition
+    if cond.enabled:
+        per_level = [generator.sample_latents(jax.random.fold_in(key, 1000 + i), n, settings,
+                                              condition=cond.request(i),
+                                              guidance_scale=guidance_scale)
+                     for i in range(cond.num_levels)]
+        latents = np.concatenate([np.asarray(z) for z in per_level])
+    else:
+        latents = np.asarray(generator.sample_latents(key, n, settings))
     vectors = np.asarray(generator.decode(latents), np.float32)
     if not np.all(np.isfinite(vectors)):
         raise FloatingPointError("generated parameters contain NaN/inf: the generator diverged; "
                                  "retrain it with a lower learning rate")
     arrays = {"vectors": vectors, "latents": latents}
+    meta = {"sampling": dataclasses.asdict(settings), "n": int(n)}
+    if cond.enabled:
+        arrays["condition_level"] = np.repeat(np.arange(cond.num_levels, dtype=np.int32), n)
+        meta["condition"] = dict(dataclasses.asdict(cond), guidance_scale=float(
+            cond.guidance_scale if guidance_scale is None else guidance_scale))
     if trajectories > 0:
         _, path = generator.sample_latents(jax.random.fold_in(key, 1), trajectories, settings,
                                            return_trajectory=True)
         arrays["trajectory"] = decode_trajectory(generator, np.asarray(path))
-    return arrays, {"sampling": dataclasses.asdict(settings), "n": int(n)}
+    return arrays, meta
 
 
 def decode_trajectory(generator: TrainedGenerator, latents: np.ndarray,

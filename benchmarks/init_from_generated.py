@@ -1,0 +1,101 @@
+"""Generated parameters as initialization (paper Tab. 9) on a finished run, offline.
+
+    python benchmarks/init_from_generated.py --workdir runs/default --out results/init/subset
+    python benchmarks/init_from_generated.py --workdir runs/conditional --out results/init/mlp3
+
+Trains ``--n`` networks from each of (a) p-diff samples, (b) the zoo mean, (c) a random
+zoo member and (d) random initialization with the run's own training loop
+(``training.train_subset_snapshots``: the subset of a subset run, the whole network of
+a seed run), a snapshot every ``--every`` steps, and measures the test accuracy of every
+snapshot. A conditional run samples its top level (``--level``) and draws (c) from the
+zoo members of that level. Writes ``init.json`` (curves), ``init.md`` (steps-to-target
+table) and ``init.png`` (the four curves) into ``--out``, and prints the table.
+The target defaults to the median test accuracy of the zoo members (c) is drawn from,
+minus ``--below`` points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from _common import load, machine_info
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True, help="a finished p-diff run")
+    p.add_argument("--out", required=True, help="where init.json / init.md / init.png go")
+    p.add_argument("--n", type=int, default=8, help="networks per starting point")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--every", type=int, default=10, help="steps between snapshots")
+    p.add_argument("--target", type=float, default=None, help="test accuracy, percent")
+    p.add_argument("--below", type=float, default=0.5,
+                   help="default target: the members' median minus this")
+    p.add_argument("--level", type=int, default=-1, help="conditional runs: level to sample")
+    p.add_argument("--optimizer", default=None, help="default: the zoo's")
+    p.add_argument("--lr", type=float, default=None, help="default: the zoo's")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the zoo's")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+
+    import pdiff_jax
+    from pdiff_jax.evaluation import init_training as it
+
+    start = time.perf_counter()
+    run = pdiff_jax.load(a.workdir)
+    zoo, cfg = run.zoo, run._inputs.config
+    z = cfg.zoo
+    seed_mode = zoo.meta.get("mode") == "seed"
+    optimizer = a.optimizer or (z.optimizer if seed_mode else z.subset_optimizer)
+    lr = a.lr or (z.lr if seed_mode else z.subset_lr)
+    batch = a.batch_size or (z.batch_size if seed_mode else z.subset_batch_size)
+    key = jax.random.key(a.seed)
+    cond = run.generator.condition
+    members, level = None, None
+    if cond.enabled:
+        level = a.level % cond.num_levels
+        acc = zoo.test_acc if cond.on == "test" else zoo.train_acc
+        members = np.flatnonzero(cond.level_of(acc) == level)
+        generated = run.sample(jax.random.fold_in(key, 99), a.n, condition=cond.request(level))
+    else:
+        generated = run.sample(jax.random.fold_in(key, 99), a.n)
+    pool = np.asarray(zoo.test_acc)[members] if members is not None else np.asarray(zoo.test_acc)
+    target = a.target if a.target is not None else float(np.median(pool)) - a.below
+    evaluator = run._inputs.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    curves = it.init_curves(evaluator, zoo, run.model_def, run.dataset,
+                            generated=generated.vectors, key=jax.random.fold_in(key, 1),
+                            n=a.n, steps=a.steps, every=a.every, optimizer=optimizer, lr=lr,
+                            batch_size=batch, momentum=z.momentum, members=members,
+                            mesh=run._inputs.mesh)
+    summary = it.summarize(curves, target)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    setting = {"workdir": str(a.workdir), "arch": zoo.meta.get("model"),
+               "mode": zoo.meta.get("mode"), "D": zoo.spec.size, "K": zoo.num_models,
+               "level": level, "members_of_level": None if members is None else len(members),
+               "optimizer": optimizer, "lr": lr, "batch_size": batch, "n": a.n,
+               "steps": a.steps, "every": a.every, "seconds": round(time.perf_counter() - start),
+               "machine": machine_info(),
+               "load_at_end": load()}
+    (out / "init.json").write_text(json.dumps(
+        {"setting": setting, "summary": summary, "curves": curves}, indent=1))
+    title = f"{zoo.meta.get('model')}, D = {zoo.spec.size}: training from each start"
+    it.plot_curves(out / "init.png", curves, target=target, title=title)
+    lines = [f"Setting: {json.dumps(setting)}", "", *it.markdown(summary, a.every)]
+    (out / "init.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
