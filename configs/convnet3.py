@@ -38,6 +38,7 @@ def get_config(arg=None):
         # XLA_FLAGS=--xla_force_host_platform_device_count=2).
         config.data.max_train = 12800
         zoo.update(epochs=1, batch_size=32, lr=0.02, models_per_step=8, stack="unrolled")
+    zoo.align = "merge_many"   # as configs/mlp3.py: one mode, working blends
     use_entire_network_generator(config)
     config.evaluate.vectorize = "map"
     if "smoke" in args:
