@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import functools
 import importlib.util
 import json
 import sys
@@ -76,6 +77,7 @@ def main():
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--out", default="/tmp/ent/exp.jsonl")
     ap.add_argument("--n", type=int, default=100, help="generated networks per variant")
+    ap.add_argument("--seed", type=int, default=0, help="keys of the generator stages")
     ap.add_argument("--config", default="configs/mlp3.py",
                     help="the generator settings variants start from (this code's config)")
     args = ap.parse_args()
@@ -96,10 +98,12 @@ def main():
     base_gen = module.get_config().generator.to_dict()
     for spec in args.variant:
         name, gen = apply_variant(base_gen, spec)
-        row = {"variant": name, "spec": spec, "load_start": load()}
+        row = {"variant": name, "spec": spec, "seed": args.seed, "load_start": load()}
         t0 = time.perf_counter()
+        key = functools.partial(lambda i, s: jax.random.fold_in(jax.random.key(i), s),
+                                s=args.seed)
         ae_arrays, ae_meta = train_autoencoder(
-            zoo.vectors, key=jax.random.key(1), segments=zoo.segments,
+            zoo.vectors, key=key(1), segments=zoo.segments,
             normalization=gen["normalization"], model=gen["autoencoder"]["model"],
             train=gen["autoencoder"]["train"], mesh=inp.mesh)
         row["ae_s"] = round(time.perf_counter() - t0, 1)
@@ -112,12 +116,12 @@ def main():
         row["latent_std"] = np.round(np.sort(lat.std(0))[::-1], 3).tolist()
         t0 = time.perf_counter()
         d_arrays, d_meta = train_diffusion(
-            ae_arrays["latents"], key=jax.random.key(2), process=gen["diffusion"]["process"],
+            ae_arrays["latents"], key=key(2), process=gen["diffusion"]["process"],
             model=gen["diffusion"]["model"], train=gen["diffusion"]["train"], mesh=inp.mesh)
         row["diffusion_s"] = round(time.perf_counter() - t0, 1)
         generator = TrainedGenerator(ae_arrays, ae_meta, d_arrays, d_meta)
         t0 = time.perf_counter()
-        vectors = generator.sample(jax.random.key(3), args.n, SamplerSettings(**gen["sampling"]))
+        vectors = generator.sample(key(3), args.n, SamplerSettings(**gen["sampling"]))
         row["sample_s"] = round(time.perf_counter() - t0, 1)
         row["pdiff"] = summary(evaluator, vectors, z_wrong, zoo.vectors)
         row["zoo"] = {"best_by_train": orig["best_by_train"], "median": orig["median"],

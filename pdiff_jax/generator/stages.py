@@ -69,9 +69,10 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                       metrics_fn=None) -> tuple[dict, dict]:
     """Train the parameter autoencoder on the zoo ``f32[K, D]``.
 
-    Returns ``(arrays, meta)``: arrays = AE variables, normalizer mean/std and the
-    zoo's latents ``f32[K, L, C]``; meta = module kwargs, D, K, zoo fingerprint,
-    reconstruction errors.
+    Returns ``(arrays, meta)``: arrays = AE variables, the normalizer (mean/std, and
+    the principal basis with ``normalization.components``) and the zoo's latents
+    ``f32[K, L, C]``; meta = module kwargs, D, K, zoo fingerprint, reconstruction
+    errors, ``input_dim`` (what the AE sees) and ``diagnostics.latent_diagnostics``.
     """
     x = check_zoo(vectors)
     K, D = x.shape
