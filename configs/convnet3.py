@@ -4,8 +4,12 @@ Three 3x3 convolutions with BatchNorm, pooled to 4x4, one linear layer. Every
 variable, BatchNorm running statistics included, is generated.
 
     python -m pdiff_jax.main --config configs/convnet3.py --workdir runs/convnet3          # CIFAR-10 (TFDS)
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+    XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_collective_timeout_seconds=600" \
     python -m pdiff_jax.main --config configs/convnet3.py:mnist --workdir runs/convnet3-mnist  # bundled, offline
+
+(On a busy machine one virtual device can reach a collective more than XLA CPU's default
+40 s after the other, and XLA aborts the process: measured once at load 15, in the
+autoencoder stage. The timeout flag lifts that limit.)
 """
 
 from pdiff_jax.default_config import get_config as default_config
@@ -38,6 +42,7 @@ def get_config(arg=None):
         # XLA_FLAGS=--xla_force_host_platform_device_count=2).
         config.data.max_train = 12800
         zoo.update(epochs=1, batch_size=32, lr=0.02, models_per_step=8, stack="unrolled")
+    zoo.align = "merge_many"   # as configs/mlp3.py: one mode, working blends
     use_entire_network_generator(config)
     config.evaluate.vectorize = "map"
     if "smoke" in args:

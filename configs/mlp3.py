@@ -28,6 +28,10 @@ def get_config(arg=None):
     zoo.weight_decay = 0.0
     zoo.schedule = "constant"
     zoo.models_per_step = 50   # vmap over MLPs sharing a step measured ~2x faster than a loop
+    # Independent seeds differ by hidden-unit permutations; aligning them (same functions)
+    # gives the generator one mode to learn. merge_many: average of 16 members 94.0 % (to
+    # member 0 only: 91.7 %), so what a generator blends is a working network too.
+    zoo.align = "merge_many"
     use_entire_network_generator(config)
     config.evaluate.train_examples = 10000
     if "smoke" in args:

@@ -44,6 +44,7 @@ from pdiff_jax.subset import ParamSpec, variable_paths
 __all__ = [
     "ALIGN_METHODS",
     "PermutationSpec",
+    "align_to_mean",
     "align_to_reference",
     "align_zoo",
     "apply_permutations",
@@ -52,7 +53,10 @@ __all__ = [
     "weight_matching",
 ]
 
-ALIGN_METHODS = ("none", "weight_matching")
+# 'merge_many': after weight matching to member 0, each member in turn is matched to the
+# mean of the others until nothing changes (Git Re-Basin's MergeMany): no member is
+# the reference, and the zoo ends tighter around its mean.
+ALIGN_METHODS = ("none", "weight_matching", "merge_many")
 
 # Architectures whose variables form a plain chain (no residual connections, no
 # attention): for them the call order alone determines the permutation groups.
@@ -291,6 +295,42 @@ def align_to_reference(vectors: np.ndarray, spec: ParamSpec, pspec: PermutationS
     return aligned
 
 
+def align_to_mean(vectors: np.ndarray, spec: ParamSpec, pspec: PermutationSpec, *,
+                  passes: int = 10, max_iterations: int = 100, seed: int = 0) -> np.ndarray:
+    """MergeMany: match each member in turn to the mean of the OTHER members, repeatedly.
+
+    ``vectors`` f32[K, D] as for :func:`align_to_reference`, whose result is the start.
+    A pass visits every member; the loop stops after a pass that permuted nothing, or
+    after ``passes``. Returns f32[K, D], each member computing the same function.
+    """
+    aligned = align_to_reference(vectors, spec, pspec, max_iterations=max_iterations,
+                                 seed=seed)
+    K = len(aligned)
+    if K < 3:
+        return aligned
+    total = aligned.astype(np.float64).sum(0)
+    rng = np.random.default_rng(seed)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for p in range(passes):
+            changed = 0
+            for k in rng.permutation(K):
+                others = _split_vector(((total - aligned[k]) / (K - 1)).astype(np.float32),
+                                       spec)
+                member = _split_vector(aligned[k], spec)
+                perms = weight_matching(others, member, pspec, max_iterations=max_iterations,
+                                        seed=seed + p * K + int(k))
+                if all(np.array_equal(v, np.arange(len(v))) for v in perms.values()):
+                    continue
+                new = _join_vector(apply_permutations(member, pspec, perms), spec)
+                total += new.astype(np.float64) - aligned[k]
+                aligned[k] = new
+                changed += 1
+            logging.info("zoo: merge_many pass %d permuted %d of %d members", p + 1, changed, K)
+            if not changed:
+                break
+    return aligned
+
+
 def align_zoo(vectors: np.ndarray, spec: ParamSpec, model_def, *, method: str,
               reference_index: int = 0) -> np.ndarray:
     """The collect-stage option ``zoo.align``: f32[K, D] -> f32[K, D].
@@ -302,11 +342,13 @@ def align_zoo(vectors: np.ndarray, spec: ParamSpec, model_def, *, method: str,
     if method == "none":
         return vectors
     t = time.perf_counter()
-    aligned = align_to_reference(vectors, spec, permutation_spec_for(model_def),
-                                 reference_index=reference_index)
-    before = np.linalg.norm(vectors - vectors[reference_index], axis=1).mean()
-    after = np.linalg.norm(aligned - aligned[reference_index], axis=1).mean()
-    logging.info("zoo: weight matching aligned %d members to member %d in %.1f s; mean L2 "
-                 "distance to it %.3f -> %.3f", len(vectors), reference_index,
-                 time.perf_counter() - t, before, after)
+    pspec = permutation_spec_for(model_def)
+    if method == "merge_many":
+        aligned = align_to_mean(vectors, spec, pspec)
+    else:
+        aligned = align_to_reference(vectors, spec, pspec, reference_index=reference_index)
+    spread = lambda v: np.linalg.norm(v - v.mean(0), axis=1).mean()
+    logging.info("zoo: %s aligned %d members in %.1f s; mean L2 distance to the zoo mean "
+                 "%.3f -> %.3f", method, len(vectors), time.perf_counter() - t,
+                 spread(vectors), spread(aligned))
     return aligned

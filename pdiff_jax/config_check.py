@@ -48,7 +48,7 @@ class SelectorError(ConfigError, SubsetError):
 # checking a config imports nothing heavy; tests compare them with those modules).
 ZOO_MODES = ("subset", "seed")
 ZOO_STACKS = ("vmap", "unrolled", "grouped")
-ZOO_ALIGNS = ("none", "weight_matching")
+ZOO_ALIGNS = ("none", "weight_matching", "merge_many")
 PLACEMENTS = ("auto", "host", "device")
 PRECISIONS = ("f32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -85,6 +85,7 @@ NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
     "zoo.epochs", "generator.sampling.steps", "evaluate.train_examples", "evaluate.average_k",
     "evaluate.finetune_pairs", "evaluate.trajectories", "zoo.steps_per_dispatch",
+    "generator.normalization.components",
     *(f"{s}.steps_per_dispatch" for s in _TRAIN_SECTIONS),
 )
 POSITIVE_NUMBERS = (
@@ -93,7 +94,7 @@ POSITIVE_NUMBERS = (
 )
 NONNEGATIVE_NUMBERS = (
     "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
-    f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise",
+    f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise", f"{_AE}.model.latent_mix",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
     "generator.sampling.eta", f"{_COND}.guidance_scale",
 )

@@ -132,13 +132,20 @@ def _collect(inp: Inputs, key, log):
 
 
 def _autoencoder(inp: Inputs, key, log):
-    from pdiff_jax.generator import train_autoencoder
+    from pdiff_jax.generator import TrainedGenerator, train_autoencoder
+    from pdiff_jax.generator.diagnostics import reconstruction_accuracy
 
     zoo, gen = inp.zoo, inp.config.generator
-    return train_autoencoder(
+    arrays, meta = train_autoencoder(
         zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
         model=gen.autoencoder.model, train=gen.autoencoder.train, mesh=inp.mesh,
         checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "autoencoder"), metrics_fn=log)
+    # The zoo members through the AE: no sampler can do better than these copies.
+    evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta).decode,
+                                        arrays["latents"],
+                                        lambda v: evaluator.evaluate(v, "test")[0]))
+    return arrays, meta
 
 
 def _diffusion(inp: Inputs, key, log):

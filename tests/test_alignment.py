@@ -10,6 +10,7 @@ from test_collect import mlp3_seed_zoo
 
 from pdiff_jax import training
 from pdiff_jax.alignment import (
+    align_to_mean,
     align_to_reference,
     align_zoo,
     apply_permutations,
@@ -80,6 +81,25 @@ def test_alignment_keeps_every_members_function_and_moves_it_closer(name, traine
     dist_after = np.linalg.norm(aligned[1:] - vectors[0], axis=1)
     assert np.all(dist_after <= dist_before + 1e-6)
     assert dist_after.mean() < 0.97 * dist_before.mean()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_merge_many_keeps_functions_and_tightens_the_zoo_around_its_mean(name):
+    model_def, spec, vectors = _zoo(name, True)
+    pspec = permutation_spec_for(model_def)
+    to_first = align_to_reference(vectors, spec, pspec)
+    merged = align_to_mean(vectors, spec, pspec)
+    np.testing.assert_allclose(_logits(model_def, spec, merged),
+                               _logits(model_def, spec, vectors), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.sort(merged, axis=1), np.sort(vectors, axis=1))
+    spread = lambda v: np.linalg.norm(v - v.mean(0), axis=1).mean()
+    assert spread(merged) <= spread(to_first) + 1e-6
+    # A fixed point: each member is already matched to the mean of the others.
+    for k in range(K):
+        others = np.delete(merged, k, 0).mean(0)
+        again = align_to_reference(np.stack([others, merged[k]]), spec, pspec)
+        np.testing.assert_array_equal(again[1], merged[k])
+    assert align_zoo(vectors, spec, model_def, method="merge_many").shape == vectors.shape
 
 
 @pytest.mark.parametrize("name", MODELS)

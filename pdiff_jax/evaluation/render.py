@@ -33,7 +33,9 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     samples, _ = artifacts.load_artifact(artifacts.artifact_dir(workdir, artifacts.SAMPLES),
                                          what="samples", hint="run the 'sample' stage")
     zoo = load_zoo(artifacts.artifact_dir(workdir, artifacts.ZOO))
-    latents_orig = np.asarray(load_generator(workdir).encode(zoo.vectors))
+    generator = load_generator(workdir)
+    latents_orig = np.asarray(generator.encode(zoo.vectors))
+    results["autoencoder"] = report.autoencoder_summary(generator.meta)
     latents_gen = np.asarray(samples["latents"])
     noise = np.asarray(jax.random.normal(key, latents_orig.shape))
     if not write:

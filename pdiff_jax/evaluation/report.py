@@ -229,6 +229,43 @@ PROTOCOL_TEXT = """\
 - All accuracies are in percent."""
 
 
+AUTOENCODER_KEYS = (
+    "input_dim", "rel_recon_error", "latent_dims", "latent_dims_varying",
+    "latent_dims_above_noise", "latent_std_max", "latent_std_median", "latent_std_min",
+    "recon_test_acc_best", "recon_test_acc_median", "recon_test_acc_min")
+
+
+def autoencoder_summary(ae_meta: Mapping) -> dict:
+    """The autoencoder artifact's diagnostics that the report shows (those it has)."""
+    return {k: ae_meta[k] for k in AUTOENCODER_KEYS if k in ae_meta}
+
+
+def _autoencoder_lines(ae: Mapping | None) -> list[str]:
+    if not ae:
+        return []
+    lines = ["", "## Autoencoder: latents and reconstructions of the zoo", ""]
+    rows = []
+    if "recon_test_acc_median" in ae:
+        rows.append(["zoo members through the AE, test accuracy best / median / min",
+                     " / ".join(_f(ae.get(k)) for k in ("recon_test_acc_best",
+                                                         "recon_test_acc_median",
+                                                         "recon_test_acc_min"))])
+    if "latent_dims" in ae:
+        rows.append(["latent dimensions: varying (std > 0.01) / above the latent noise / all",
+                     f"{ae.get('latent_dims_varying', '-')} / "
+                     f"{ae.get('latent_dims_above_noise', '-')} / {ae['latent_dims']}"])
+        rows.append(["per-dimension std across the zoo: max / median / min",
+                     " / ".join(_f(ae.get(k), ".3g") for k in ("latent_std_max",
+                                                            "latent_std_median",
+                                                            "latent_std_min"))])
+    if "rel_recon_error" in ae:
+        rows.append(["relative reconstruction error (L2 of the difference / L2 of the zoo)",
+                     _f(ae["rel_recon_error"], ".4g")])
+    if "input_dim" in ae:
+        rows.append(["numbers the AE sees per network", str(ae["input_dim"])])
+    return lines + _table(["what", "value"], rows)
+
+
 def write_report(results: Mapping, workdir, pictures: Mapping[str, Path] | None = None
                  ) -> Path:
     """Write workdir/report.md (tables in the paper's format, figures, protocol).
@@ -294,6 +331,7 @@ def write_report(results: Mapping, workdir, pictures: Mapping[str, Path] | None 
         lines += _table(["group", "IoU within group", "IoU with originals",
                          "max IoU with originals (NN)", "NN L2 to originals"], grows)
 
+    lines += _autoencoder_lines(results.get("autoencoder"))
     if pictures:
         lines += ["", "## Figures", ""]
         for caption, path in pictures.items():
@@ -333,6 +371,12 @@ def summary_text(results: Mapping) -> str:
         out.append(f"{label:<14} {_f(r.get('best')):>7} {_f(r.get('avg')):>7} "
                    f"{_f(r.get('median')):>7} {_f(g.get('max_iou_gen_mean'), '.3f'):>7} "
                    f"{_f(g.get('nn_l2_gen_mean'), '.4g'):>9}")
+    ae = results.get("autoencoder") or {}
+    if "recon_test_acc_median" in ae:
+        out.append(f"zoo through the AE: best {_f(ae['recon_test_acc_best'])}, median "
+                   f"{_f(ae['recon_test_acc_median'])}, min {_f(ae['recon_test_acc_min'])}; "
+                   f"latent dims varying {ae.get('latent_dims_varying', '-')} of "
+                   f"{ae.get('latent_dims', '-')}")
     n = results.get("novelty")
     if n:
         out.append(f"IoU orig-orig {_f(n.get('iou_orig_orig'), '.3f')}, gen-gen "

@@ -42,7 +42,8 @@ def _train(steps: int, ema_decay: float) -> dict:
 
 def default_generator_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
-    cfg.normalization = dict(mode="coordinate", std_floor=1e-4, abs_floor=1e-8)
+    # components > 0: the AE sees the zoo's top principal coordinates, not D numbers.
+    cfg.normalization = dict(mode="coordinate", std_floor=1e-4, abs_floor=1e-8, components=0)
     cfg.autoencoder = dict(
         model=dict(
             # conv: folded 1D-CNN (subsets: snapshots of one model); fc: dense layers with a
@@ -60,6 +61,7 @@ def default_generator_config() -> ml_collections.ConfigDict:
             latent_len=16,  # fc only: latent f32[latent_len, latent_channels]
             input_noise=1e-3,  # std, in normalized units; 0 = off
             latent_noise=0.1,  # std; 0 = off
+            latent_mix=0.0,  # fc only: train on latent mixes of two members (0 = off)
         ),
         train=_train(steps=2000, ema_decay=0.0),
     )

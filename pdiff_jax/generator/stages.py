@@ -25,8 +25,9 @@ from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
 from .conditioning import ConditionSettings, conditional_diffusion_train_step
+from .diagnostics import latent_diagnostics
 from .kinds import plain
-from .normalize import fit_normalizer, normalize
+from .normalize import denormalize, fit_normalizer, normalize
 from .train import (
     TrainSettings,
     ae_train_step,
@@ -70,19 +71,21 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                       metrics_fn=None) -> tuple[dict, dict]:
     """Train the parameter autoencoder on the zoo ``f32[K, D]``.
 
-    Returns ``(arrays, meta)``: arrays = AE variables, normalizer mean/std and the
-    zoo's latents ``f32[K, L, C]``; meta = module kwargs, D, K, zoo fingerprint,
-    reconstruction errors.
+    Returns ``(arrays, meta)``: arrays = AE variables, the normalizer (mean/std, and
+    the principal basis with ``normalization.components``) and the zoo's latents
+    ``f32[K, L, C]``; meta = module kwargs, D, K, zoo fingerprint, reconstruction
+    errors, ``input_dim`` (what the AE sees) and ``diagnostics.latent_diagnostics``.
     """
     x = check_zoo(vectors)
     K, D = x.shape
     settings = TrainSettings(**plain(train))
     model_kwargs = plain(model)
     norm = fit_normalizer(x, segments, **plain(normalization))
-    xn = normalize(norm, x).astype(np.float32)
-    ae = ae_lib.build(D, **model_kwargs)
+    xn = normalize(norm, x).astype(np.float32)   # [K, n]: n = D, or the principal components
+    ae = ae_lib.build(norm.out_dim, **model_kwargs)
     k_init, k_train = jax.random.split(key)
-    variables = ae.init({"params": k_init}, np.zeros((1, D), np.float32), train=False)
+    variables = ae.init({"params": k_init}, np.zeros((1, norm.out_dim), np.float32),
+                        train=False)
     tx = _adamw(settings)
     state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
     step = functools.partial(ae_train_step, model=ae, tx=tx,
@@ -95,7 +98,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     latents = encode_normalized(ae, variables, xn)  # [K, L, C], no noise
     recon = decode_normalized(ae, variables, latents)
     err = np.linalg.norm(recon - xn) / max(np.linalg.norm(xn), 1e-30)  # == relative to spread
-    raw = recon * norm.std + norm.mean
+    raw = denormalize(norm, recon)
     rel_raw = np.linalg.norm(raw - x) / max(np.linalg.norm(x), 1e-30)
     meta = {
         "model": model_kwargs, "normalization": plain(normalization), "train": plain(train),
@@ -105,11 +108,13 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
         # |x_hat - x| / |x| in normalized coordinates, and in raw parameters.
         "rel_recon_error_normalized": float(err), "rel_recon_error": float(rel_raw),
         "latent_abs_max": float(np.abs(latents).max()),
+        "input_dim": norm.out_dim,   # what the AE sees: D, or the principal components
+        **latent_diagnostics(latents, latent_noise=float(model_kwargs.get("latent_noise", 0))),
     }
     if metrics_fn is not None:
         metrics_fn(settings.steps, {"stage": "autoencoder", "rel_recon_error": float(rel_raw),
                                     "rel_recon_error_normalized": float(err)})
-    arrays = dict(variables, normalizer={"mean": norm.mean, "std": norm.std}, latents=latents)
+    arrays = dict(variables, normalizer=norm.arrays(), latents=latents)
     return arrays, meta
 
 

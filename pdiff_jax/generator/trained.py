@@ -27,7 +27,7 @@ from . import denoiser as denoiser_lib
 from . import diffusion as dp
 from .conditioning import ConditionSettings, as_condition, guided_eps_fn
 from .kinds import plain
-from .normalize import Normalizer, denormalize, normalize
+from .normalize import denormalize, normalize, normalizer_from_arrays
 from .sampling import SamplerSettings
 
 DEFAULT_SAMPLER = SamplerSettings()
@@ -111,12 +111,12 @@ class TrainedGenerator:
         self.meta = ae_meta
         ae_kwargs = plain(ae_meta["model"])
         self.latent_bound = float(ae_kwargs.get("latent_bound", 1.0))
-        self.ae = ae_lib.build(self.D, **ae_kwargs)
+        # The AE sees the normalized vector, or its principal coordinates (normalize.py).
+        self.ae = ae_lib.build(int(ae_meta.get("input_dim", self.D)), **ae_kwargs)
         self.ae_variables = {"params": ae_arrays["params"]}
         if "batch_stats" in ae_arrays:
             self.ae_variables["batch_stats"] = ae_arrays["batch_stats"]
-        self.normalizer = Normalizer(ae_arrays["normalizer"]["mean"],
-                                     ae_arrays["normalizer"]["std"])
+        self.normalizer = normalizer_from_arrays(ae_arrays["normalizer"])
         self.zoo_latents = ae_arrays["latents"]  # f32[K, L, C]
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
         self.has_diffusion = diff_arrays is not None
