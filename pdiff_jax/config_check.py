@@ -54,8 +54,8 @@ SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")
 CHANNELS = (0, 1, 3)
 NORMALIZATION_MODES = ("coordinate", "tensor", "none")
-AUTOENCODER_KINDS = ("conv", "fc", "paper")
-DENOISER_KINDS = ("unet", "paper")
+AUTOENCODER_KINDS = ("conv", "fc", "paper", "vae", "identity")
+DENOISER_KINDS = ("unet", "paper", "gaussian", "kde")
 PAPER_AE_SIZES = ("medium", "small")
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
@@ -87,7 +87,8 @@ POSITIVE_NUMBERS = (
 )
 NONNEGATIVE_NUMBERS = (
     "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
-    f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise",
+    f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise", f"{_AE}.model.kl_weight",
+    f"{_DIFF}.model.bandwidth",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
     "generator.sampling.eta",
 )

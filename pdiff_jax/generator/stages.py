@@ -24,6 +24,7 @@ from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
 from .kinds import plain
+from .latent_fit import LATENT_FITS, fit_latents
 from .normalize import fit_normalizer, normalize
 from .train import (
     TrainSettings,
@@ -117,9 +118,15 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     """Train the latent denoiser on the zoo's latents ``f32[K, L, C]``.
 
     Returns ``(arrays, meta)``: arrays = denoiser EMA params and the latent scale;
-    meta = process and module kwargs, steps, parameter count.
+    meta = process and module kwargs, steps, parameter count. For ``model.kind`` 'gaussian'
+    or 'kde' the latents are fitted instead (``latent_fit.fit_latents``: its arrays).
     """
     latents = np.asarray(latents, np.float32)
+    fit = denoiser_lib.build(**plain(model))
+    if isinstance(fit, LATENT_FITS):  # 'gaussian' / 'kde': a closed-form fit, no training
+        arrays, fit_meta = fit_latents(fit, latents)
+        return arrays, {"process": plain(process), "model": plain(model), "steps": 0,
+                        "ae_fingerprint": ae_fingerprint, "fit": fit_meta, "n_params": 0}
     # Diffusion runs on unit-scale latents; the scale is stored and undone at sampling.
     latent_scale = np.float32(1.0 / max(float(latents.std()), 1e-3))
     data = latents * latent_scale
