@@ -102,7 +102,8 @@ CHOICES = {
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
     f"{_DIFF}.model.kind": DENOISER_KINDS,
-    f"{_AE}.model.norm": NORMS, "generator.sampling.sampler": SAMPLERS,
+    f"{_AE}.model.norm": NORMS, f"{_AE}.model.size": PAPER_AE_SIZES,
+    "generator.sampling.sampler": SAMPLERS,
     "evaluate.vectorize": VECTORIZE,
 }
 BOOLS = ("evaluate.tsne", "generator.sampling.clip_denoised")
@@ -267,10 +268,6 @@ def _check_relations(config) -> None:
             _fail(path, "a string", v)
 
     _check_sampler_steps(config)
-    ae = _get(config, f"{_AE}.model")
-    if ae.kind == "paper" and ae.get("size", "medium") not in PAPER_AE_SIZES:
-        _fail(f"{_AE}.model.size", f"one of {PAPER_AE_SIZES} for the paper autoencoder",
-              ae.get("size"), f"e.g. {_flag(f'{_AE}.model.size', 'medium')}")
 
 
 def _check_sampler_steps(config) -> None:
