@@ -15,12 +15,16 @@ Suites (``pdiff_jax/suites.py``; a config may add its own with ``get_suites(arg)
     python launch/sweep.py configs/default.py --suite ablations             # print the plan
     python launch/sweep.py configs/default.py --suite ablations --run       # run, then aggregate
     python launch/sweep.py configs/default.py --suite ablations --aggregate  # table + plots only
+    python launch/sweep.py configs/default.py --suite paper_vs_ours --run \
+        --set generator.autoencoder.train.steps=500      # a common override for every run
 
 run every run of the suite as ``python -m pdiff_jax.main`` subprocesses, as many
 at once as ``--jobs`` (default: one per GPU, or one per physical CPU core, each
 pinned to its core), each in ``<--workdir-root>/<suite>/<run>`` with its log in
 ``run.log`` there. Finished runs are skipped; a failed run is reported and the
-others go on; the exit code is 1 if any run failed. The aggregator
+others go on; the exit code is 1 if any run failed. Runs whose zoo sections are
+equal collect one zoo: the others start from a link to it (``--no-share-zoo``:
+each collects its own). The aggregator
 (``pdiff_jax/aggregate.py``) then writes suite.md, suite.json and one plot per
 swept factor into ``<--workdir-root>/<suite>``.
 """
@@ -28,6 +32,7 @@ swept factor into ``<--workdir-root>/<suite>``.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import shlex
@@ -115,12 +120,15 @@ def flag_value(value) -> str:
 
 
 def commands(config_spec: str, workdir: str, runs: dict[str, dict], via: str = "",
-             python: str = sys.executable) -> list[tuple[str, list[str]]]:
-    """``[(name, argv)]``: one ``pdiff_jax.main`` invocation per run, optionally wrapped."""
+             python: str = sys.executable,
+             common: dict | None = None) -> list[tuple[str, list[str]]]:
+    """``[(name, argv)]``: one ``pdiff_jax.main`` invocation per run, optionally wrapped;
+    ``common`` overrides (``--set``) come before each run's own."""
     out = []
     for name, overrides in runs.items():
         args = ["--config", config_spec, "--workdir", str(Path(workdir) / name)]
-        args += [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
+        args += [f"--config.{k}={flag_value(v)}" for k, v in {**(common or {}),
+                                                               **overrides}.items()]
         head = shlex.split(via) if via else [python, "-m", "pdiff_jax.main"]
         out.append((name, head + args))
     return out
@@ -150,11 +158,30 @@ def prepare_data(configs) -> None:
                   file=sys.stderr)
 
 
+def parse_sets(items) -> dict:
+    """``['a.b=1', 'c=x']`` (``--set``) -> ``{'a.b': 1, 'c': 'x'}``: Python literals, else
+    strings."""
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (e.g. generator.diffusion.train.steps=500), "
+                             f"got {item!r}")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
     from pdiff_jax import aggregate, suite_runner
+    from pdiff_jax.pipeline import STAGES
 
     config, suite = load_suite(args.config, args.suite)
+    common = parse_sets(args.set)   # every run of the suite (a shortened schedule, ...)
+    config = check_overrides(config, "--set", common)
     runs = runs_filter(suite)   # what to run (--only); the table always shows the whole suite
     suite_dir = Path(args.workdir_root) / args.suite
     resolved = {name: check_overrides(config, name, o) for name, o in suite.items()}
@@ -162,7 +189,11 @@ def suite_main(args, runs_filter) -> int:
                 for name, c in resolved.items()}
     swept = sorted({k for o in suite.values() for k in o})
     values = {name: {k: _get(c, k) for k in swept} for name, c in resolved.items()}
-    argvs = dict(commands(args.config, str(suite_dir), runs))
+    argvs = dict(commands(args.config, str(suite_dir), runs, common=common))
+    zoo_sections = STAGES[0].sections   # what the collect stage reads: equal -> one zoo
+    zoo_keys = {name: None if args.no_share_zoo else suite_runner.zoo_key(c, zoo_sections)
+                for name, c in expected.items()}
+    root = Path(args.workdir_root)
     states = {name: suite_runner.run_state(suite_dir / name, expected[name]) for name in runs}
     # 'running': another invocation's process still works in that workdir; leave it alone.
     todo = [n for n in runs if states[n]["state"] in ("pending", "failed", "interrupted")]
@@ -200,9 +231,11 @@ def suite_main(args, runs_filter) -> int:
             slots = suite_runner.plan_slots(platform, devices, jobs)
             print(f"running {len(todo)} run(s), {jobs} at once on {platform} "
                   f"({devices} device(s))", flush=True)
-            work = [suite_runner.Job(n, argvs[n], suite_dir / n, expected[n]) for n in todo]
+            work = [suite_runner.Job(n, argvs[n], suite_dir / n, expected[n], zoo_keys[n])
+                    for n in todo]
             outcomes = suite_runner.run_jobs(
-                work, slots, say=lambda m: print(m, flush=True))
+                work, slots, say=lambda m: print(m, flush=True),
+                donors=lambda: suite_runner.zoo_donors(root, zoo_sections))
             failed += [n for n, o in outcomes.items() if o["state"] != "finished"]
     summary = aggregate.aggregate_suite(suite_dir, suite, title=title, values=values,
                                         expected_configs=expected)
@@ -236,6 +269,12 @@ def main(argv=None) -> int:
                         "one per GPU, or one per physical CPU core within memory)")
     parser.add_argument("--aggregate", action="store_true", help="suites: write suite.md, "
                         "suite.json and the plots from the runs' results (--run does it too)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="suites: a config override for every run (repeatable), e.g. "
+                        "a shortened schedule: --set generator.autoencoder.train.steps=500")
+    parser.add_argument("--no-share-zoo", action="store_true", help="suites: collect every "
+                        "run's zoo itself (default: runs with equal zoo sections share one "
+                        "finished zoo, linked into their workdirs)")
     args = parser.parse_args(argv)
 
     def only(runs):
@@ -249,8 +288,8 @@ def main(argv=None) -> int:
 
     if args.suite:
         return suite_main(args, only)
-    if args.aggregate or args.jobs:
-        parser.error("--aggregate and --jobs need --suite")
+    if args.aggregate or args.jobs or args.set or args.no_share_zoo:
+        parser.error("--aggregate, --jobs, --set and --no-share-zoo need --suite")
     _, _, runs = load_sweep(args.config)
     runs = only(runs)
     failed = []

@@ -56,8 +56,8 @@ SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")
 CHANNELS = (0, 1, 3)
 NORMALIZATION_MODES = ("coordinate", "tensor", "none")
-AUTOENCODER_KINDS = ("conv", "fc", "paper")
-DENOISER_KINDS = ("unet", "paper")
+AUTOENCODER_KINDS = ("conv", "fc", "paper", "vae", "identity")
+DENOISER_KINDS = ("unet", "paper", "gaussian", "kde")
 PAPER_AE_SIZES = ("medium", "small")
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
@@ -95,6 +95,7 @@ POSITIVE_NUMBERS = (
 NONNEGATIVE_NUMBERS = (
     "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
     f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise", f"{_AE}.model.latent_mix",
+    f"{_AE}.model.kl_weight", f"{_DIFF}.model.bandwidth",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
     "generator.sampling.eta", f"{_COND}.guidance_scale",
 )
@@ -110,7 +111,8 @@ CHOICES = {
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
     f"{_DIFF}.model.kind": DENOISER_KINDS,
-    f"{_AE}.model.norm": NORMS, "generator.sampling.sampler": SAMPLERS,
+    f"{_AE}.model.norm": NORMS, f"{_AE}.model.size": PAPER_AE_SIZES,
+    "generator.sampling.sampler": SAMPLERS,
     "evaluate.vectorize": VECTORIZE,
     f"{_COND}.kind": CONDITION_KINDS, f"{_COND}.on": CONDITION_ON,
 }
@@ -287,10 +289,6 @@ def _check_relations(config) -> None:
 
     _check_sampler_steps(config)
     _check_condition(config)
-    ae = _get(config, f"{_AE}.model")
-    if ae.kind == "paper" and ae.get("size", "medium") not in PAPER_AE_SIZES:
-        _fail(f"{_AE}.model.size", f"one of {PAPER_AE_SIZES} for the paper autoencoder",
-              ae.get("size"), f"e.g. {_flag(f'{_AE}.model.size', 'medium')}")
 
 
 def _check_condition(config) -> None:
@@ -318,7 +316,7 @@ def _check_condition(config) -> None:
               f"e.g. {_flag(path, (75, 85, 90, 92, 95))} for 4 levels")
     if kind != "none" and _get(config, f"{_DIFF}.model.kind") != "unet":
         _fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
-              "is unconditional)", _get(config, f"{_DIFF}.model.kind"),
+              "and the latent fits are unconditional)", _get(config, f"{_DIFF}.model.kind"),
               f"use {_flag(f'{_DIFF}.model.kind', 'unet')} or {_flag(f'{_COND}.kind', 'none')}")
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -41,12 +42,18 @@ MEMORY_PER_JOB_GB = 2.5
 
 @dataclass
 class Job:
-    """One run: its name, command line, workdir and the config it must hold (None: any)."""
+    """One run: its name, command line, workdir and the config it must hold (None: any).
+
+    ``zoo_key``: runs with the same key collect the same zoo (``zoo_key``), so one
+    collects it and the others start from a link to it (None: never shared).
+    """
 
     name: str
     argv: list[str]
     workdir: Path
     expected_config: dict | None = None
+    zoo_key: str | None = None
+    zoo_from: Path | None = None   # set by run_jobs when the zoo was linked from a donor
 
 
 @dataclass
@@ -244,6 +251,63 @@ def plan_slots(platform: str, num_devices: int, jobs: int,
     return slots
 
 
+# ----------------------------------------------------------------------------- zoo sharing
+#
+# Most rows of an ablation suite change only the generator: their zoos (the collect
+# stage, about half of a default run) are identical. A run whose zoo section equals a
+# finished zoo's gets that artifact linked into its workdir before it starts, and the
+# pipeline skips its collect stage (a workdir without config.json takes any config).
+
+ZOO_DIR = "zoo"   # artifacts.ZOO (not imported: this module stays free of JAX)
+
+
+def zoo_key(config: Mapping, sections: Sequence[str]) -> str:
+    """What identifies a run's zoo: the values of the collect stage's config ``sections``
+    (``pipeline.STAGES[0].sections``) in a config dict (as config.json holds it)."""
+    picked = {}
+    for section in sections:
+        node = config
+        for part in section.split("."):
+            node = node.get(part, "<absent>") if isinstance(node, Mapping) else "<absent>"
+        picked[section] = node
+    return json.dumps(picked, sort_keys=True)
+
+
+def _finished_zoo(workdir: Path) -> bool:
+    zoo = Path(workdir) / ZOO_DIR
+    return (zoo / "meta.json").is_file() and (zoo / "arrays").is_dir()
+
+
+def zoo_donors(root: Path, sections: Sequence[str]) -> list[tuple[str, Path]]:
+    """``[(zoo key, workdir)]`` of every run under ``root/<suite>/<run>`` holding a
+    finished zoo (other suites' runs too), keyed by its config.json."""
+    out = []
+    for config in sorted(Path(root).glob(f"*/*/{'config.json'}")):
+        if _finished_zoo(config.parent):
+            try:
+                out.append((zoo_key(json.loads(config.read_text()), sections), config.parent))
+            except ValueError:
+                continue
+    return out
+
+
+def link_zoo(donor: Path, workdir: Path) -> None:
+    """Hard-link (else copy) ``donor``'s finished zoo artifact into ``workdir``, atomically."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / f".{ZOO_DIR}.linking"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:   # another file system, or links not allowed
+            shutil.copy2(src, dst)
+
+    shutil.copytree(Path(donor) / ZOO_DIR, tmp, copy_function=link)
+    tmp.replace(workdir / ZOO_DIR)
+
+
 # ----------------------------------------------------------------------------- running
 
 
@@ -277,14 +341,41 @@ def _start(job: Job, slot: Slot, attempt: int, base_env: Mapping[str, str]):
     return proc, log
 
 
+def _next_job(pending: deque, active_keys: set, donors: Callable[[], list]):
+    """The first pending job that may start now, its zoo linked in if one is finished
+    elsewhere; a job whose zoo another active job is still collecting waits.
+    Returns ``(job, donor workdir or None)`` or ``(None, None)``."""
+    finished = None
+    for job in list(pending):
+        if job.zoo_key is None or _finished_zoo(job.workdir):
+            pending.remove(job)
+            return job, None
+        if finished is None:
+            finished = donors()
+        donor = next((w for k, w in finished if k == job.zoo_key and w != job.workdir), None)
+        if donor is not None:
+            link_zoo(donor, job.workdir)
+            pending.remove(job)
+            return job, donor
+        if job.zoo_key not in active_keys:
+            pending.remove(job)
+            return job, None
+    return None, None
+
+
 def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], *,
              say: Callable[[str], None] = print,
-             env: Mapping[str, str] | None = None) -> dict[str, dict]:
+             env: Mapping[str, str] | None = None,
+             donors: Callable[[], list] = list, poll_s: float = 2.0) -> dict[str, dict]:
     """Run ``jobs`` with at most ``len(slots)`` at once; returns ``{name: outcome}``.
 
     An outcome has state ('finished' or 'failed'), returncode, wall_s, max_rss_mb
     (this attempt's peak resident memory, from ``wait4``), log and error (the log's
     last error line). A failed job never stops the others.
+
+    ``donors()`` lists ``(zoo key, workdir)`` of finished zoos (``zoo_donors``): a job
+    with a matching ``zoo_key`` starts from a link to that zoo; while another running
+    job collects its zoo, it waits (other jobs go first), polling every ``poll_s``.
     """
     base_env = dict(os.environ if env is None else env)
     pending = deque(jobs)
@@ -294,18 +385,29 @@ def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], *,
     try:
         while pending or active:
             while pending and free:
-                job, slot_index = pending.popleft(), free.pop(0)
+                active_keys = {entry[0].zoo_key for entry in active.values()}
+                job, donor = _next_job(pending, active_keys, donors)
+                if job is None:
+                    break
+                job.zoo_from = donor
+                slot_index = free.pop(0)
                 status = read_status(job.workdir)
                 attempts = list(status.get("attempts", []))
                 proc, log = _start(job, slots[slot_index], len(attempts) + 1, base_env)
                 started = time.time()
                 _write_status(job.workdir, {"state": "running", "pid": proc.pid,
                                             "started": started, "argv": job.argv,
-                                            "attempts": attempts})
+                                            "attempts": attempts,
+                                            **({"zoo_from": str(donor)} if donor else {})})
                 active[proc.pid] = (job, slot_index, proc, log, started, attempts)
+                shared = f"; zoo linked from {donor}" if donor else ""
                 say(f"started  {job.name} ({slots[slot_index].describe()}); "
-                    f"log {job.workdir / LOG_FILE}")
-            pid, wait_status, usage = os.wait4(-1, 0)
+                    f"log {job.workdir / LOG_FILE}{shared}")
+            # Wait for a job to end; while jobs wait for a zoo, look again every poll_s.
+            pid, wait_status, usage = os.wait4(-1, os.WNOHANG if pending and free else 0)
+            if pid == 0:
+                time.sleep(poll_s)
+                continue
             if pid not in active:
                 continue
             job, slot_index, proc, log, started, attempts = active.pop(pid)
@@ -315,7 +417,8 @@ def run_jobs(jobs: Sequence[Job], slots: Sequence[Slot], *,
             outcome = _outcome(job, proc.returncode, time.time() - started,
                                usage.ru_maxrss / 1024)   # ru_maxrss is in KiB on Linux
             attempts.append({k: outcome[k] for k in ("returncode", "wall_s", "max_rss_mb")}
-                            | {"started": started})
+                            | {"started": started}
+                            | ({"zoo_from": str(job.zoo_from)} if job.zoo_from else {}))
             _write_status(job.workdir, {"state": outcome["state"], "error": outcome["error"],
                                         "argv": job.argv, "attempts": attempts})
             outcomes[job.name] = outcome

@@ -170,6 +170,10 @@ class ParamAutoencoder(nn.Module):
 
     def encode(self, x, train: bool = False):
         """f32[B, D] normalized parameters -> f32[B, L0/16, latent_channels] in (-bound, bound)."""
+        return self.latent_bound * jnp.tanh(self.to_latent(self.encode_features(x, train)))
+
+    def encode_features(self, x, train: bool = False):
+        """f32[B, D] -> the features the latent head reads, f32[B, L0/16, channels[-1]]."""
         g = self.geom
         B = x.shape[0]
         if train and self.input_noise > 0:
@@ -180,8 +184,7 @@ class ParamAutoencoder(nn.Module):
             h = block(h, train)
             B_, L, C = h.shape
             h = down(h.reshape(B_, L // 2, 2 * C))  # [B, L/2, c_next]
-        h = nn.leaky_relu(h)
-        return self.latent_bound * jnp.tanh(self.to_latent(h))
+        return nn.leaky_relu(h)
 
     def decode(self, z, train: bool = False):
         """f32[B, L0/16, latent_channels] -> f32[B, D] (normalized coordinates)."""
@@ -302,12 +305,18 @@ class FCAutoencoder(nn.Module):
         return x + (self.decode(z_mix, train) - x_mix), z
 
 
-# 'paper': the authors' own autoencoder, ported exactly (paper_modules.py).
-AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder, "paper": PaperAutoencoder}
+# The ablations' kinds subclass or mirror the ones above, so they are imported here.
+from .identity_ae import IdentityAutoencoder  # noqa: E402
+from .vae import VariationalAutoencoder  # noqa: E402
+
+# 'paper': the authors' own autoencoder, ported exactly (paper_modules.py); 'vae': the conv
+# AE made variational (vae.py); 'identity': no autoencoder, diffusion on the parameters.
+AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder, "paper": PaperAutoencoder,
+                "vae": VariationalAutoencoder, "identity": IdentityAutoencoder}
 
 
 def build(D: int, kind: str = "conv", **kwargs):
-    """The autoencoder of ``kind`` ('conv' | 'fc' | 'paper') for vectors of D numbers;
+    """The autoencoder of ``kind`` (a key of ``AUTOENCODERS``) for vectors of D numbers;
     ``kwargs`` is the config section ``autoencoder.model`` (see ``kinds.pick_kind``)."""
     cls, own = pick_kind(AUTOENCODERS, kind, kwargs, section="autoencoder.model",
                          derived=("D",))

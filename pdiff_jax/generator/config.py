@@ -4,11 +4,14 @@ function or module:
   normalization        -> normalize.fit_normalizer(vectors, segments, **.)
   autoencoder.model    -> autoencoder.build(D=..., **.): kind 'conv' -> ParamAutoencoder,
                           'fc' -> FCAutoencoder (each takes its own keys, ignores the other's),
-                          'paper' -> the authors' AE (paper_modules.py; configs/paper.py)
+                          'paper' -> the authors' AE (paper_modules.py; configs/paper.py),
+                          'vae' -> VariationalAutoencoder (vae.py), 'identity' -> no AE
+                          (identity_ae.py: diffusion on the parameters)
   autoencoder.train    -> train.TrainSettings(**.)   (optimizer, steps, batch, EMA, logging)
   diffusion.process    -> diffusion.linear_schedule(**.)
   diffusion.model      -> denoiser.build(**.): kind 'unet' -> UNet1D, 'paper' -> the
-                          authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py)
+                          authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py);
+                          'gaussian' | 'kde' -> a latent density, no diffusion (latent_fit.py)
   diffusion.train      -> train.TrainSettings(**.)
   sampling             -> sampling.SamplerSettings(**.)  (the only sampler settings)
   condition            -> conditioning.ConditionSettings(**.): accuracy-conditioned
@@ -60,14 +63,18 @@ def default_generator_config() -> ml_collections.ConfigDict:
             hidden=(512, 256),  # fc only: encoder widths (the decoder mirrors them)
             latent_len=16,  # fc only: latent f32[latent_len, latent_channels]
             input_noise=1e-3,  # std, in normalized units; 0 = off
-            latent_noise=0.1,  # std; 0 = off
+            latent_noise=0.1,  # std; 0 = off (ignored by 'vae', which samples its own)
             latent_mix=0.0,  # fc only: train on latent mixes of two members (0 = off)
+            size="medium",  # paper only: their 'medium' or 'small' autoencoder
+            kl_weight=1e-3,  # vae only: weight of KL(q(z|x) || N(0, I)), per latent number
         ),
         train=_train(steps=2000, ema_decay=0.0),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),
-        model=dict(kind="unet", channels=(32, 32), time_dim=64, kernel_size=3),
+        # kind 'gaussian' | 'kde': no denoiser; a density fitted to the latents (latent_fit.py)
+        model=dict(kind="unet", channels=(32, 32), time_dim=64, kernel_size=3,
+                   bandwidth=0.0),  # kde only: kernel std / latent std (0: Scott's rule)
         train=_train(steps=4000, ema_decay=0.9999),
     )
     cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from .kinds import pick_kind
+from .latent_fit import GaussianFit, KDEFit
 from .paper_modules import PaperDenoiser
 
 
@@ -138,12 +139,14 @@ class UNet1D(nn.Module):
 
 
 # 'paper': the authors' AE_CNN_bottleneck, ported exactly (paper_modules.py).
-DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser}
+# 'gaussian', 'kde': no network, a density fitted to the latents (latent_fit.py).
+DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser, "gaussian": GaussianFit, "kde": KDEFit}
 
 
 def build(kind: str = "unet", *, num_timesteps: int = 1000, condition: str = "none",
           num_levels: int = 0, **kwargs) -> nn.Module:
-    """The denoiser of ``kind`` ('unet' | 'paper'); ``kwargs`` is the config section
+    """The denoiser of ``kind`` ('unet' | 'paper'), or the latent fit ('gaussian' | 'kde',
+    a ``latent_fit`` dataclass, not a module); ``kwargs`` is the config section
     ``diffusion.model`` (see ``kinds.pick_kind``). ``num_timesteps`` is the process's T
     (the paper denoiser embeds each t in a table). ``condition`` / ``num_levels`` come
     from ``generator.condition`` (only 'unet' takes a condition)."""

@@ -27,6 +27,7 @@ from . import diffusion as dp
 from .conditioning import ConditionSettings, conditional_diffusion_train_step
 from .diagnostics import latent_diagnostics
 from .kinds import plain
+from .latent_fit import LATENT_FITS, fit_latents
 from .normalize import denormalize, fit_normalizer, normalize
 from .train import (
     TrainSettings,
@@ -142,9 +143,16 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     ``accuracies`` f32[K] (percent, the zoo's ``condition.on`` accuracy) label the
     members and the denoiser learns with classifier-free condition dropout.
     Returns ``(arrays, meta)``: arrays = denoiser EMA params and the latent scale;
-    meta = process and module kwargs, condition settings, steps, parameter count.
+    meta = process and module kwargs, condition settings, steps, parameter count. For
+    ``model.kind`` 'gaussian' or 'kde' the latents are fitted instead
+    (``latent_fit.fit_latents``: its arrays).
     """
     latents = np.asarray(latents, np.float32)
+    fit = denoiser_lib.build(**plain(model))
+    if isinstance(fit, LATENT_FITS):  # 'gaussian' / 'kde': a closed-form fit, no training
+        arrays, fit_meta = fit_latents(fit, latents)
+        return arrays, {"process": plain(process), "model": plain(model), "steps": 0,
+                        "ae_fingerprint": ae_fingerprint, "fit": fit_meta, "n_params": 0}
     # Diffusion runs on unit-scale latents; the scale is stored and undone at sampling.
     latent_scale = np.float32(1.0 / max(float(latents.std()), 1e-3))
     data = latents * latent_scale

@@ -105,11 +105,12 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
         variables = {"params": params}
         if has_bs:
             variables["batch_stats"] = state["batch_stats"]
-            (recon, _), upd = model.apply(variables, x, train=True, rngs={"noise": k_noise},
-                                          mutable=["batch_stats"])
-            return reconstruction_loss(recon, x), upd["batch_stats"]
-        recon, _ = model.apply(variables, x, train=True, rngs={"noise": k_noise})
-        return reconstruction_loss(recon, x), None
+        # 'losses': extra terms a model sows (the VAE's KL), added to the reconstruction.
+        (recon, _), upd = model.apply(variables, x, train=True, rngs={"noise": k_noise},
+                                      mutable=["batch_stats", "losses"] if has_bs
+                                      else ["losses"])
+        extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
+        return reconstruction_loss(recon, x) + extra, upd["batch_stats"] if has_bs else None
 
     (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return _apply_update(state, grads, tx, ema_decay, new_bs), loss

@@ -25,12 +25,14 @@ from pdiff_jax.errors import MismatchError
 from . import autoencoder as ae_lib
 from . import denoiser as denoiser_lib
 from . import diffusion as dp
+from . import latent_fit
 from .conditioning import ConditionSettings, as_condition, guided_eps_fn
 from .kinds import plain
 from .normalize import denormalize, normalize, normalizer_from_arrays
 from .sampling import SamplerSettings
 
 DEFAULT_SAMPLER = SamplerSettings()
+LATENT_FIT_KINDS = ("gaussian", "kde")
 TRAIN_HINT = "run `python -m pdiff_jax.main --workdir {workdir} --stages={stage}`"
 
 
@@ -110,9 +112,12 @@ class TrainedGenerator:
         self.fingerprint = ae_meta["fingerprint"]
         self.meta = ae_meta
         ae_kwargs = plain(ae_meta["model"])
-        self.latent_bound = float(ae_kwargs.get("latent_bound", 1.0))
         # The AE sees the normalized vector, or its principal coordinates (normalize.py).
         self.ae = ae_lib.build(int(ae_meta.get("input_dim", self.D)), **ae_kwargs)
+        # The module's own bound (inf for the identity 'autoencoder': its latents are
+        # the normalized parameters themselves).
+        self.latent_bound = float(getattr(self.ae, "latent_bound",
+                                          ae_kwargs.get("latent_bound", 1.0)))
         self.ae_variables = {"params": ae_arrays["params"]}
         if "batch_stats" in ae_arrays:
             self.ae_variables["batch_stats"] = ae_arrays["batch_stats"]
@@ -126,6 +131,11 @@ class TrainedGenerator:
             self.condition = ConditionSettings(**{f.name: stored[f.name] for f in
                                                   dataclasses.fields(ConditionSettings)
                                                   if f.name in stored})
+        self.latent_fit = None   # 'gaussian' | 'kde': latents drawn from a fit (latent_fit.py)
+        if self.has_diffusion and diff_meta["model"].get("kind") in LATENT_FIT_KINDS:
+            self.latent_fit = diff_meta["model"]["kind"]
+            self.fit_arrays = diff_arrays
+        elif self.has_diffusion:
             self.denoiser = denoiser_lib.build(
                 num_timesteps=diff_meta["process"]["num_timesteps"], **plain(diff_meta["model"]),
                 **self.condition.denoiser_kwargs())
@@ -161,7 +171,15 @@ class TrainedGenerator:
                                   "run the pipeline's 'diffusion' stage first")
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive number of samples, got {n!r}")
-        clip = self.latent_bound * self.latent_scale if settings.clip_denoised else None
+        if self.latent_fit is not None:
+            bound = self.latent_bound if settings.clip_denoised else np.inf
+            z = latent_fit.sample_fit(self.latent_fit, self.fit_arrays, key, int(n),
+                                      self.latent_shape, clip=bound if np.isfinite(bound)
+                                      else None)
+            # No path from noise: the "trajectory" is the sample alone.
+            return (z, z[None]) if return_trajectory else z
+        clip = (self.latent_bound * self.latent_scale
+                if settings.clip_denoised and np.isfinite(self.latent_bound) else None)
         c = as_condition(self.condition, condition, int(n))
         scale = self.condition.guidance_scale if guidance_scale is None else guidance_scale
         if not float(scale) >= 0:
