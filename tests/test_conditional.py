@@ -253,10 +253,11 @@ def test_condition_config_mistakes_are_one_clear_line(fields, match):
     assert "\n" not in str(e.value)
 
 
-def test_paper_denoiser_with_a_condition_is_refused():
+@pytest.mark.parametrize("kind", ["paper", "kde"])
+def test_unconditional_denoisers_with_a_condition_are_refused(kind):
     config = _cfg(kind="level", levels=(0, 50, 100))
-    config.generator.diffusion.model.kind = "paper"
-    with pytest.raises(ConfigError, match="paper denoiser is unconditional"):
+    config.generator.diffusion.model.kind = kind
+    with pytest.raises(ConfigError, match=f"must be 'unet'.*unconditional.*got '{kind}'"):
         config_check._check_values(config)
 
 
