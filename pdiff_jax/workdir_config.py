@@ -58,21 +58,27 @@ def _differing(a, b, prefix: str = ""):
         yield prefix[:-1], a, b
 
 
-def _default_of(key: str):
-    from pdiff_jax.default_config import get_config
-
-    node = json.loads(get_config().to_json_best_effort())
+def _value_at(tree, key: str):
     for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+        if not isinstance(tree, Mapping) or part not in tree:
             return ABSENT
-        node = node[part]
-    return node
+        tree = tree[part]
+    return tree
 
 
 def _real_differences(old: Mapping, new: Mapping) -> list[tuple[str, object, object]]:
     """``_differing``, less the keys added since ``old`` was written that hold their default."""
-    return [(key, a, b) for key, a, b in _differing(old, new)
-            if not (a == ABSENT and b != ABSENT and b == _default_of(key))]
+    out, defaults = [], None
+    for key, a, b in _differing(old, new):
+        if a == ABSENT and b != ABSENT:
+            if defaults is None:   # built once, and only when a key is new
+                from pdiff_jax.default_config import get_config
+
+                defaults = json.loads(get_config().to_json_best_effort())
+            if b == _value_at(defaults, key):
+                continue
+        out.append((key, a, b))
+    return out
 
 
 def _reads(key: str, sections) -> bool:

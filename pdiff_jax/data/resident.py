@@ -37,10 +37,6 @@ class ResidentData(NamedTuple):
     mean: jax.Array   # f32[C]
     std: jax.Array    # f32[C]
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.images.nbytes + self.labels.nbytes)
-
 
 def encode_bytes(x: np.ndarray, mean, std) -> np.ndarray | None:
     """u8 images that decode to exactly ``x`` (normalized f32[N, H, W, C]), or None.
