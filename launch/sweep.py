@@ -176,7 +176,7 @@ def parse_sets(items) -> dict:
 
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
-    from pdiff_jax import aggregate, suite_runner
+    from pdiff_jax import aggregate, suite_runner, suite_zoos
     from pdiff_jax.pipeline import STAGES
 
     config, suite = load_suite(args.config, args.suite)
@@ -191,7 +191,7 @@ def suite_main(args, runs_filter) -> int:
     values = {name: {k: _get(c, k) for k in swept} for name, c in resolved.items()}
     argvs = dict(commands(args.config, str(suite_dir), runs, common=common))
     zoo_sections = STAGES[0].sections   # what the collect stage reads: equal -> one zoo
-    zoo_keys = {name: None if args.no_share_zoo else suite_runner.zoo_key(c, zoo_sections)
+    zoo_keys = {name: None if args.no_share_zoo else suite_zoos.zoo_key(c, zoo_sections)
                 for name, c in expected.items()}
     root = Path(args.workdir_root)
     states = {name: suite_runner.run_state(suite_dir / name, expected[name]) for name in runs}
@@ -235,7 +235,7 @@ def suite_main(args, runs_filter) -> int:
                     for n in todo]
             outcomes = suite_runner.run_jobs(
                 work, slots, say=lambda m: print(m, flush=True),
-                donors=lambda: suite_runner.zoo_donors(root, zoo_sections))
+                donors=lambda: suite_zoos.zoo_donors(root, zoo_sections))
             failed += [n for n, o in outcomes.items() if o["state"] != "finished"]
     summary = aggregate.aggregate_suite(suite_dir, suite, title=title, values=values,
                                         expected_configs=expected)

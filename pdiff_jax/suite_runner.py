@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pdiff_jax.suite_zoos import finished_zoo, link_zoo
 
 LOG_FILE = "run.log"
 STATUS_FILE = ".sweep_status.json"
@@ -251,63 +252,6 @@ def plan_slots(platform: str, num_devices: int, jobs: int,
     return slots
 
 
-# ----------------------------------------------------------------------------- zoo sharing
-#
-# Most rows of an ablation suite change only the generator: their zoos (the collect
-# stage, about half of a default run) are identical. A run whose zoo section equals a
-# finished zoo's gets that artifact linked into its workdir before it starts, and the
-# pipeline skips its collect stage (a workdir without config.json takes any config).
-
-ZOO_DIR = "zoo"   # artifacts.ZOO (not imported: this module stays free of JAX)
-
-
-def zoo_key(config: Mapping, sections: Sequence[str]) -> str:
-    """What identifies a run's zoo: the values of the collect stage's config ``sections``
-    (``pipeline.STAGES[0].sections``) in a config dict (as config.json holds it)."""
-    picked = {}
-    for section in sections:
-        node = config
-        for part in section.split("."):
-            node = node.get(part, "<absent>") if isinstance(node, Mapping) else "<absent>"
-        picked[section] = node
-    return json.dumps(picked, sort_keys=True)
-
-
-def _finished_zoo(workdir: Path) -> bool:
-    zoo = Path(workdir) / ZOO_DIR
-    return (zoo / "meta.json").is_file() and (zoo / "arrays").is_dir()
-
-
-def zoo_donors(root: Path, sections: Sequence[str]) -> list[tuple[str, Path]]:
-    """``[(zoo key, workdir)]`` of every run under ``root/<suite>/<run>`` holding a
-    finished zoo (other suites' runs too), keyed by its config.json."""
-    out = []
-    for config in sorted(Path(root).glob(f"*/*/{'config.json'}")):
-        if _finished_zoo(config.parent):
-            try:
-                out.append((zoo_key(json.loads(config.read_text()), sections), config.parent))
-            except ValueError:
-                continue
-    return out
-
-
-def link_zoo(donor: Path, workdir: Path) -> None:
-    """Hard-link (else copy) ``donor``'s finished zoo artifact into ``workdir``, atomically."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / f".{ZOO_DIR}.linking"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-
-    def link(src, dst):
-        try:
-            os.link(src, dst)
-        except OSError:   # another file system, or links not allowed
-            shutil.copy2(src, dst)
-
-    shutil.copytree(Path(donor) / ZOO_DIR, tmp, copy_function=link)
-    tmp.replace(workdir / ZOO_DIR)
-
-
 # ----------------------------------------------------------------------------- running
 
 
@@ -347,7 +291,7 @@ def _next_job(pending: deque, active_keys: set, donors: Callable[[], list]):
     Returns ``(job, donor workdir or None)`` or ``(None, None)``."""
     finished = None
     for job in list(pending):
-        if job.zoo_key is None or _finished_zoo(job.workdir):
+        if job.zoo_key is None or finished_zoo(job.workdir):
             pending.remove(job)
             return job, None
         if finished is None:

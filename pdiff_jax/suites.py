@@ -24,7 +24,7 @@ diffusion (``generator/latent_fit.py``), DDPM directly on the parameters
 beside ours on the same zoo.
 
 Runs whose zoo sections are equal share one zoo: the runner links a finished
-zoo into the others' workdirs (``suite_runner.link_zoo``), so the suite
+zoo into the others' workdirs (``suite_zoos.link_zoo``), so the suite
 collects each distinct zoo once (across suites under the same root too).
 
 Not expressible yet:

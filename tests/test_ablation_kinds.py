@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax import suite_runner, suites
+from pdiff_jax import suite_runner, suite_zoos, suites
 from pdiff_jax.generator import (
     SamplerSettings,
     TrainedGenerator,
@@ -192,9 +192,9 @@ def test_zoo_key_reads_only_the_collect_sections():
          "generator": {"kind": "conv"}}
     b = json.loads(json.dumps(a))
     b["generator"]["kind"], b["evaluate"]["x"] = "fc", 2
-    assert suite_runner.zoo_key(a, sections) == suite_runner.zoo_key(b, sections)
+    assert suite_zoos.zoo_key(a, sections) == suite_zoos.zoo_key(b, sections)
     b["zoo"]["num_models"] = 50
-    assert suite_runner.zoo_key(a, sections) != suite_runner.zoo_key(b, sections)
+    assert suite_zoos.zoo_key(a, sections) != suite_zoos.zoo_key(b, sections)
 
 
 def test_runs_with_the_same_zoo_wait_for_it_and_start_from_a_link(tmp_path):
@@ -248,6 +248,6 @@ def test_zoo_donors_find_finished_zoos_of_any_suite(tmp_path):
         if finished:
             (w / "zoo" / "meta.json").write_text("{}")
         (w / "config.json").write_text(json.dumps({"zoo": {"k": run}}))
-    donors = suite_runner.zoo_donors(tmp_path, sections)
+    donors = suite_zoos.zoo_donors(tmp_path, sections)
     assert [w.name for _, w in donors] == ["a", "b"]
-    assert donors[0][0] == suite_runner.zoo_key({"zoo": {"k": "a"}}, sections)
+    assert donors[0][0] == suite_zoos.zoo_key({"zoo": {"k": "a"}}, sections)
