@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdiff_jax import sharding
+from pdiff_jax.data import preprocess
 from pdiff_jax.data.batches import CROP_PAD, apply_crop_flip
 
 
@@ -50,15 +51,10 @@ def encode_bytes(x: np.ndarray, mean, std) -> np.ndarray | None:
     if u.min() < 0 or u.max() > 255:
         return None
     u = u.astype(np.uint8)
-    if not np.array_equal(_decode_np(u, mean, std), x):
+    # Decoded by the loader's own arithmetic, the bytes must give back x exactly.
+    if not np.array_equal(preprocess.normalize_(preprocess.to_unit_float(u), mean, std), x):
         return None
     return u
-
-
-def _decode_np(u: np.ndarray, mean, std) -> np.ndarray:
-    # The loader's arithmetic (preprocess.to_unit_float, normalize_), step for step.
-    x = u.astype(np.float32) / np.float32(255.0)
-    return (x - mean) / std
 
 
 def decode(images: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
