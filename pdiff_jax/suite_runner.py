@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdiff_jax.config_diff import config_differences
 from pdiff_jax.suite_zoos import finished_zoo, link_zoo
 
 LOG_FILE = "run.log"
@@ -118,7 +119,9 @@ def run_state(workdir, expected_config: Mapping | None = None) -> dict:
             saved = json.loads(config.read_text())
         except ValueError:
             saved = None
-        if saved != expected_config and _holds_artifacts(workdir):
+        # Keys added by a newer pdiff_jax, at their defaults, are no difference.
+        if (saved is None or config_differences(saved, expected_config, limit=None)) \
+                and _holds_artifacts(workdir):
             out.update(state="stale", error=f"{workdir} holds a run of a different config: "
                        "delete it or use another --workdir-root")
             return out

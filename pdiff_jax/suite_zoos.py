@@ -14,18 +14,15 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from pdiff_jax.config_diff import value_at, with_new_defaults
+
 ZOO_DIR = "zoo"   # artifacts.ZOO (not imported: this module stays free of JAX)
 
 
 def zoo_key(config: Mapping, sections: Sequence[str]) -> str:
     """What identifies a run's zoo: the values of the collect stage's config ``sections``
     (``pipeline.STAGES[0].sections``) in a config dict (as config.json holds it)."""
-    picked = {}
-    for section in sections:
-        node = config
-        for part in section.split("."):
-            node = node.get(part, "<absent>") if isinstance(node, Mapping) else "<absent>"
-        picked[section] = node
+    picked = {section: value_at(config, section) for section in sections}
     return json.dumps(picked, sort_keys=True)
 
 
@@ -41,7 +38,8 @@ def zoo_donors(root: Path, sections: Sequence[str]) -> list[tuple[str, Path]]:
     for config in sorted(Path(root).glob(f"*/*/{'config.json'}")):
         if finished_zoo(config.parent):
             try:
-                out.append((zoo_key(json.loads(config.read_text()), sections), config.parent))
+                saved = with_new_defaults(json.loads(config.read_text()))
+                out.append((zoo_key(saved, sections), config.parent))
             except ValueError:
                 continue
     return out

@@ -7,9 +7,8 @@ finished nothing, so its corrected command simply takes the workdir over);
 otherwise the error names the differing keys, the artifacts they invalidate,
 and what to do. Finished work is never deleted here.
 
-A key that a newer pdiff_jax added (absent from an older workdir's config.json)
-is no difference while it holds its default: a new key's default keeps the old
-behaviour, so the old artifacts are what the new config would make.
+Keys added by a newer pdiff_jax are no difference while they hold their
+default (``pdiff_jax.config_diff``).
 """
 
 from __future__ import annotations
@@ -18,67 +17,19 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 from absl import logging
 
 from pdiff_jax import artifacts
 from pdiff_jax.checkpoint import read_json
+from pdiff_jax.config_diff import config_differences, real_differences
 from pdiff_jax.errors import UsageError, WorkdirError
 
 
 class WorkdirConflict(ValueError, UsageError):
     """This command does not fit the workdir: another config's artifacts, or a stage
     whose inputs are missing. The message says which command or deletion fixes it."""
-
-
-def config_differences(saved: Mapping, current: Mapping, limit: int | None = 5) -> list[str]:
-    """``['zoo.num_models: 0 -> 200', ...]``: the fields where two config dicts differ.
-
-    For a refusal that says what changed (``saved`` is a workdir's config.json,
-    ``current`` ``json.loads(config.to_json_best_effort())``); at most ``limit``
-    entries, then ``'... and N more'``.
-    """
-    out = [f"{key}: {a!r} -> {b!r}" for key, a, b in _real_differences(saved, current)]
-    if limit is None or len(out) <= limit:
-        return out
-    return [*out[:limit], f"... and {len(out) - limit} more"]
-
-
-ABSENT = "<absent>"
-
-
-def _differing(a, b, prefix: str = ""):
-    """``(dotted key, old, new)`` for every leaf where two nested config dicts differ."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        for key in sorted(set(a) | set(b)):
-            yield from _differing(a.get(key, ABSENT), b.get(key, ABSENT), f"{prefix}{key}.")
-    elif a != b:
-        yield prefix[:-1], a, b
-
-
-def _value_at(tree, key: str):
-    for part in key.split("."):
-        if not isinstance(tree, Mapping) or part not in tree:
-            return ABSENT
-        tree = tree[part]
-    return tree
-
-
-def _real_differences(old: Mapping, new: Mapping) -> list[tuple[str, object, object]]:
-    """``_differing``, less the keys added since ``old`` was written that hold their default."""
-    out, defaults = [], None
-    for key, a, b in _differing(old, new):
-        if a == ABSENT and b != ABSENT:
-            if defaults is None:   # built once, and only when a key is new
-                from pdiff_jax.default_config import get_config
-
-                defaults = json.loads(get_config().to_json_best_effort())
-            if b == _value_at(defaults, key):
-                continue
-        out.append((key, a, b))
-    return out
 
 
 def _reads(key: str, sections) -> bool:
@@ -115,7 +66,7 @@ def adopt(workdir: Path, config, stages) -> None:
     if not saved.exists():
         return
     old, new = read_json(saved), json.loads(config.to_json_best_effort())
-    changed = [key for key, _, _ in _real_differences(old, new)]
+    changed = [key for key, _, _ in real_differences(old, new)]
     if not changed:
         return
     finished = [s for s in stages if s.finished(workdir)]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pdiff_jax import suite_runner, suite_zoos, suites
+from pdiff_jax.config_diff import with_new_defaults
 from pdiff_jax.generator import (
     SamplerSettings,
     TrainedGenerator,
@@ -250,4 +251,6 @@ def test_zoo_donors_find_finished_zoos_of_any_suite(tmp_path):
         (w / "config.json").write_text(json.dumps({"zoo": {"k": run}}))
     donors = suite_zoos.zoo_donors(tmp_path, sections)
     assert [w.name for _, w in donors] == ["a", "b"]
-    assert donors[0][0] == suite_zoos.zoo_key({"zoo": {"k": "a"}}, sections)
+    # Keys a newer version added are read at their defaults (config_diff.with_new_defaults).
+    assert donors[0][0] == suite_zoos.zoo_key(with_new_defaults({"zoo": {"k": "a"}}), sections)
+    assert donors[0][0] != donors[1][0]

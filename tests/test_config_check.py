@@ -27,6 +27,7 @@ SHIPPED = {
     "resnet18": [None, "smoke", "cifar10"],
     "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
     "conditional": [None, "smoke", "value", "align"],
+    "size_ladder": [None, "smoke", "resnet18_w8", "resnet18_w8,smoke"],
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdiff_jax import aggregate, suite_runner, suites
+from pdiff_jax import aggregate, suite_runner, suite_zoos, suites
 from pdiff_jax.evaluation import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +204,29 @@ def test_aggregate_matches_the_runs_results_and_shows_unfinished_runs(tmp_path):
     assert set(summary["plots"]) == {"num_models", "norm"}
     for name in summary["plots"].values():
         assert (suite_dir / name).stat().st_size > 10_000
+
+
+def test_an_older_versions_run_is_finished_and_shares_its_zoo(tmp_path):
+    # A run made before some keys existed (their defaults keep the old behaviour) is the
+    # run the current config would make: not stale, and its zoo is shared.
+    from pdiff_jax.default_config import get_config
+    from pdiff_jax.pipeline import STAGES
+
+    current = json.loads(get_config("smoke").to_json_best_effort())
+    older = json.loads(json.dumps(current))
+    del older["zoo"]["precision"], older["generator"]["condition"]
+    run = tmp_path / "suite" / "old"
+    (run / "zoo" / "arrays").mkdir(parents=True)
+    (run / "zoo" / "meta.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps(older))
+    (run / "results.json").write_text("{}")
+    sections = STAGES[0].sections
+    assert suite_runner.run_state(run, current)["state"] == "finished"
+    assert suite_zoos.zoo_donors(tmp_path, sections) == [
+        (suite_zoos.zoo_key(current, sections), run)]
+    current["zoo"]["precision"] = "bf16"   # not the default: another zoo, another run
+    assert suite_runner.run_state(run, current)["state"] == "stale"
+    assert suite_zoos.zoo_donors(tmp_path, sections)[0][0] != suite_zoos.zoo_key(current, sections)
 
 
 def test_run_state_sees_stale_and_takeover_workdirs(tmp_path):

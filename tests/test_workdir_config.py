@@ -6,13 +6,13 @@ import json
 import pytest
 
 from pdiff_jax import artifacts
+from pdiff_jax.config_diff import config_differences
 from pdiff_jax.default_config import get_config
 from pdiff_jax.pipeline import STAGES
 from pdiff_jax.workdir_config import (
     WorkdirConflict,
     adopt,
     check_prerequisites,
-    config_differences,
 )
 
 
