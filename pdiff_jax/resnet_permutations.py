@@ -72,7 +72,7 @@ class _Builder:
                              f"has {self.sizes[group]}")
 
     def kernel(self, module: str, in_group: str | None, out_group: str | None):
-        """A conv ([kh, kw, in, out]) or dense ([in, out]) layer without bias."""
+        """A conv or dense layer: kernel [..., in, out] and, if it has one, bias [out]."""
         for path in self.by_module.get(module, []):
             leaf = path.rsplit("/", 1)[-1]
             shape = self.named[path].shape
