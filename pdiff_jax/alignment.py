@@ -15,7 +15,8 @@ every kernel-bearing layer except the last opens a group over its output axis,
 the normalization layers after it share that group, and the next kernel's
 input axis is permuted by it. An input axis that is a channels-last flattening
 of the group (ConvNet-3's [4*4*32, classes] classifier) is recognised by its
-length and permuted per channel.
+length and permuted per channel. ResNets, whose residual stream carries one
+group across blocks, get theirs from :mod:`pdiff_jax.resnet_permutations`.
 
 Weight matching, per member: start from identity permutations and, in random
 order, solve for one group with all others fixed: a linear assignment
@@ -150,11 +151,22 @@ def sequential_permutation_spec(model_def) -> PermutationSpec:
 
 
 def permutation_spec_for(model_def) -> PermutationSpec:
-    """The permutation spec of a registered architecture (see ``SEQUENTIAL_MODELS``)."""
+    """The permutation spec of a known architecture.
+
+    Plain chains (``SEQUENTIAL_MODELS``) get :func:`sequential_permutation_spec`;
+    ResNets (resnet18, resnet50, any :class:`~pdiff_jax.models.resnet.ResNet`) get
+    :func:`pdiff_jax.resnet_permutations.resnet_permutation_spec`.
+    """
+    # Imported here: that module builds on PermutationSpec from this one.
+    from pdiff_jax.resnet_permutations import is_resnet, resnet_permutation_spec
+
+    if is_resnet(model_def):
+        return resnet_permutation_spec(model_def)
     if model_def.name not in SEQUENTIAL_MODELS:
         raise ValueError(f"weight matching knows the permutation structure of "
-                         f"{list(SEQUENTIAL_MODELS)}, not {model_def.name!r}; use "
-                         "zoo.align='none' or add a PermutationSpec for it")
+                         f"{list(SEQUENTIAL_MODELS)} and of ResNets (resnet18, resnet50), "
+                         f"not {model_def.name!r}; use zoo.align='none' or add a "
+                         "PermutationSpec for it")
     return sequential_permutation_spec(model_def)
 
 

@@ -379,9 +379,11 @@ def check_data(name: str, *, data_dir: str = "", image_size: int = 0,
 
 
 def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mode: str,
-                selector):
+                selector, align: str = "none"):
     """The model's abstract variables (``jax.ShapeDtypeStruct`` leaves) after checking
-    that ``name``/``kwargs`` build and ``selector`` (``zoo.selector``) matches."""
+    that ``name``/``kwargs`` build, ``selector`` (``zoo.selector``) matches and, for a
+    seed zoo with ``align`` (``zoo.align``) other than 'none', that the architecture
+    has a permutation spec and the selector takes every variable it permutes."""
     import jax
 
     from pdiff_jax.models import get_model, list_models
@@ -404,11 +406,28 @@ def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mo
     # As zoo.selector_of: '' is the architecture's default subset, or everything in seed mode.
     chosen = selector or (model_def if mode == "subset" else ".*")
     try:
-        ParamSpec.from_variables(variables, chosen)
+        spec = ParamSpec.from_variables(variables, chosen)
     except SubsetError as e:
         raise SelectorError(f"zoo.selector: {e}; e.g. --config.zoo.selector='' for the "
                             "architecture's default subset") from e
+    if mode == "seed" and align != "none":   # else collect finds out after training the zoo
+        _check_alignable(model_def, spec, align, selector)
     return variables
+
+
+def _check_alignable(model_def, spec, align: str, selector) -> None:
+    from pdiff_jax.alignment import permutation_spec_for
+
+    try:
+        pspec = permutation_spec_for(model_def)
+    except ValueError as e:
+        raise ConfigError(f"zoo.align={align!r}: {str(e).splitlines()[0]}") from e
+    missing = sorted(set(pspec.axes) - set(spec.names))
+    if missing:
+        _fail("zoo.selector", f"every variable of the network for zoo.align={align!r} "
+              f"(it permutes {missing[0]!r}, which the selector leaves out)", selector,
+              f"use {_flag('zoo.selector', '')} (the whole network in seed mode) or "
+              f"{_flag('zoo.align', 'none')}")
 
 
 # ----------------------------------------------------------------------------- all
@@ -426,7 +445,8 @@ def validate_config(config, *, workdir: str | os.PathLike | None = None) -> None
     input_shape, num_classes = check_data(d.name, data_dir=d.data_dir, image_size=d.image_size,
                                           channels=d.channels)
     check_model(config.model.name, config.model.kwargs, input_shape=input_shape,
-                num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector)
+                num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector,
+                align=config.zoo.align)
     if workdir is not None:
         from pdiff_jax.workdir_config import check_workdir
 

@@ -1,5 +1,6 @@
 """Weight matching: aligned zoo members compute the same logits and sit closer to the reference."""
 
+import dataclasses
 import functools
 
 import jax
@@ -137,8 +138,10 @@ def test_a_subset_zoo_cannot_be_aligned():
 
 
 def test_unknown_architecture_is_refused_by_name():
-    model_def = get_model("resnet18", num_classes=10, input_shape=(32, 32, 3))
-    with pytest.raises(ValueError, match="resnet18"):
+    # ResNets have a spec now (tests/test_resnet_permutations.py): an unregistered name.
+    model_def = dataclasses.replace(get_model("mlp3", num_classes=10, input_shape=INPUT_SHAPE),
+                                    name="my_mlp")
+    with pytest.raises(ValueError, match="my_mlp"):
         permutation_spec_for(model_def)
 
 

@@ -293,9 +293,37 @@ def test_selector_is_checked_against_the_data_shapes(tfds_dir):
     # convnet3 on 32x32x3 inputs; an ok selector passes, one for another model does not.
     config = _load("convnet3", "mnist")
     config.data.data_dir = str(tfds_dir)
+    config.zoo.align = "none"    # aligning needs the whole network (tested below)
     validate_config(_with(config, "zoo.selector", r"params/.*bn.*"))
     with pytest.raises(SelectorError, match=r"'params/layer4_1/.*' matches no variable"):
         validate_config(_with(config, "zoo.selector", r"params/layer4_1/.*"))
+
+
+def test_zoo_align_needs_a_permutation_spec_and_whole_networks(tfds_dir):
+    # ResNets are alignable (pdiff_jax.resnet_permutations); a partial selector is not.
+    fields = dict(model__name="resnet18", model__kwargs={"width": 4}, zoo__mode="seed",
+                  zoo__align="merge_many")
+    validate_config(_smoke(tfds_dir, **fields, zoo__selector=""))
+    with pytest.raises(ConfigError, match=r"^zoo\.selector must be every variable of the "
+                       r"network for zoo\.align='merge_many' \(it permutes 'batch_stats/"):
+        validate_config(_smoke(tfds_dir, **fields, zoo__selector="params/.*"))
+    # The subset zoo ignores zoo.align (collect aligns seed zoos only).
+    validate_config(_smoke(tfds_dir, **{**fields, "zoo__mode": "subset"},
+                           zoo__selector="params/.*"))
+
+
+def test_zoo_align_of_an_architecture_without_a_permutation_spec_is_refused(tfds_dir,
+                                                                             monkeypatch):
+    from pdiff_jax import alignment
+
+    # As if the smoke config's cnn_bn had no spec yet.
+    monkeypatch.setattr(alignment, "SEQUENTIAL_MODELS", ("mlp3", "convnet3"))
+    config = _smoke(tfds_dir, zoo__mode="seed", zoo__selector="", zoo__align="weight_matching")
+    assert config.model.name == "cnn_bn"
+    with pytest.raises(ConfigError, match=r"^zoo\.align='weight_matching': weight matching "
+                       r"knows the permutation structure of .*not 'cnn_bn'; use zoo.align='none'"):
+        validate_config(config)
+    validate_config(_with(config, "zoo.align", "none"))
 
 
 def test_checking_compiles_nothing(tfds_dir):
