@@ -4,12 +4,11 @@ Three 3x3 convolutions with BatchNorm, pooled to 4x4, one linear layer. Every
 variable, BatchNorm running statistics included, is generated.
 
     python -m pdiff_jax.main --config configs/convnet3.py --workdir runs/convnet3          # CIFAR-10 (TFDS)
-    XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_collective_timeout_seconds=600" \
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m pdiff_jax.main --config configs/convnet3.py:mnist --workdir runs/convnet3-mnist  # bundled, offline
 
-(On a busy machine one virtual device can reach a collective more than XLA CPU's default
-40 s after the other, and XLA aborts the process: measured once at load 15, in the
-autoencoder stage. The timeout flag lifts that limit.)
+(The two virtual CPU devices train two networks at once in the collect stage; the
+generator stages use one of them, see pdiff_jax/dispatch.py.)
 """
 
 from pdiff_jax.default_config import get_config as default_config

@@ -9,7 +9,7 @@ below (by numbers generated, BatchNorm statistics included):
     mlp3          40,785   configs/mlp3.py
     resnet18_w8  177,602   configs/size_ladder.py:resnet18_w8   (ResNet-18, width 8, CIFAR stem, 32x32x3)
 
-    XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_collective_timeout_seconds=600" \
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m pdiff_jax.main --config configs/size_ladder.py:cnn_bn --workdir runs/ladder-cnn_bn
 
 Seed training follows the ConvNet-3 MNIST recipe (one pass over a few thousand

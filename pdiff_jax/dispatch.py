@@ -12,7 +12,15 @@ Two choices, both measured rather than assumed:
   data set that fits is kept on the device and batches are drawn there. On a
   CPU "the device" is host memory already; the host pipeline stays.
 
-A third follows from the first: at ~1,000 generator steps per second a
+A third is where the generator trains: virtual CPU devices
+(``--xla_force_host_platform_device_count``) exist to split many small independent
+networks (the seed zoo, evaluation); a generator step gains nothing from them, and
+the per-step collectives of its data parallelism aborted XLA CPU twice (a rendezvous
+thread waited past its 40 s termination timeout, at load 4 and 15, in the
+autoencoder stage of configs/convnet3.py:mnist). So in one CPU process the
+generator trains on the first device.
+
+A fourth follows from the first: at ~1,000 generator steps per second a
 checkpoint every 500 steps (~0.3 s each) would cost as much as the training, so
 on accelerators checkpoints are at least ``MIN_CHECKPOINT_SECONDS`` apart.
 
@@ -72,3 +80,13 @@ def use_device_data(placement: str, nbytes: int) -> bool:
         return False
     limit = device_memory_bytes()
     return limit is not None and nbytes <= RESIDENT_FRACTION * limit
+
+
+def generator_mesh(mesh):
+    """The mesh the autoencoder and diffusion train on: ``mesh``, but only its first
+    device when it is several virtual CPU devices of one process (see above)."""
+    from pdiff_jax import sharding
+
+    if platform() == "cpu" and jax.process_count() == 1 and mesh.devices.size > 1:
+        return sharding.make_mesh(list(mesh.devices.flat)[:1])
+    return mesh

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pdiff_jax import artifacts, workdir_config
+from pdiff_jax import artifacts, dispatch, workdir_config
 from pdiff_jax.checkpoint import write_json
 from pdiff_jax.config_check import validate_config
 from pdiff_jax.errors import UsageError
@@ -138,7 +138,8 @@ def _autoencoder(inp: Inputs, key, log):
     zoo, gen = inp.zoo, inp.config.generator
     arrays, meta = train_autoencoder(
         zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
-        model=gen.autoencoder.model, train=gen.autoencoder.train, mesh=inp.mesh,
+        model=gen.autoencoder.model, train=gen.autoencoder.train,
+        mesh=dispatch.generator_mesh(inp.mesh),
         checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "autoencoder"), metrics_fn=log)
     # The zoo members through the AE: no sampler can do better than these copies.
     evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
@@ -162,7 +163,7 @@ def _diffusion(inp: Inputs, key, log):
         ae_arrays["latents"], key=key, process=gen.diffusion.process,
         model=gen.diffusion.model, train=gen.diffusion.train, accuracies=accuracies,
         condition={k: v for k, v in cond.to_dict().items() if k != "guidance_scale"},
-        ae_fingerprint=ae_meta["fingerprint"], mesh=inp.mesh,
+        ae_fingerprint=ae_meta["fingerprint"], mesh=dispatch.generator_mesh(inp.mesh),
         checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "diffusion"), metrics_fn=log)
 
 

@@ -105,8 +105,12 @@ def worker(out_dir: str, data_dir: str) -> None:
     distributed.maybe_initialize()
     jax.config.update("jax_compilation_cache_dir", str(CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    from pdiff_jax import dispatch, sharding
+
     arrays, report = {}, {"devices": jax.device_count(), "processes": jax.process_count(),
-                          "errors": {}, "seconds": {}}
+                          "errors": {}, "seconds": {},
+                          "generator_devices": dispatch.generator_mesh(
+                              sharding.make_mesh()).devices.size}
     for name, fn in _workloads(data_dir, out_dir):
         start = time.perf_counter()
         try:
@@ -203,6 +207,8 @@ def one_and_eight(tmp_path_factory, tfds_dir):
 def test_worker_saw_the_devices(one_and_eight):
     assert one_and_eight[1][1]["devices"] == 1
     assert one_and_eight[8][1]["devices"] == 8
+    # Virtual CPU devices of one process: the generator trains on one of them.
+    assert one_and_eight[8][1]["generator_devices"] == 1
     for n in (1, 8):
         assert one_and_eight[n][1]["errors"] == {}, one_and_eight[n][1]["errors"]
 
