@@ -23,13 +23,14 @@ from pdiff_jax.default_config import get_config as default_config
 from pdiff_jax.default_config import shrink_for_smoke, use_entire_network_generator
 
 # rung -> (model name, model kwargs, image size, channels, training images per network,
-#          learning rate, test images). The ResNet's forward pass costs ~2.3x ConvNet-3's
-#          and every stage evaluates hundreds of networks, so it is scored on 2,000 test
-#          images; after 6,400 images at lr 0.05 two seeds reach 96.35 / 96.80 % on them
-#          (lr 0.02: 94.40 / 95.50).
+#          learning rate, test images). A ResNet-18 of width 8 costs ~7x a ConvNet-3 per
+#          image on this CPU (8-channel convolutions vectorize poorly; 42 s per pair of
+#          networks over 6,400 images at load 7.7), so it sees 3,200 images, and since every
+#          stage evaluates hundreds of networks it is scored on 2,000 test images. After
+#          6,400 images at lr 0.05 two seeds reach 96.35 / 96.80 % (lr 0.02: 94.40 / 95.50).
 RUNGS = {
     "cnn_bn": ("cnn_bn", {}, 0, 0, 9600, 0.02, 0),
-    "resnet18_w8": ("resnet18", {"width": 8, "stem": "cifar"}, 32, 3, 6400, 0.05, 2000),
+    "resnet18_w8": ("resnet18", {"width": 8, "stem": "cifar"}, 32, 3, 3200, 0.05, 2000),
 }
 
 
