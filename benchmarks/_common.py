@@ -59,13 +59,19 @@ def median(xs) -> float:
 
 
 def timed_runs(fn, repeats: int, warmup: int = 1) -> list[float]:
-    """Wall times of ``repeats`` calls of ``fn`` after ``warmup`` calls (compile excluded)."""
+    """Wall times of ``repeats`` calls of ``fn`` after ``warmup`` calls (compile excluded).
+
+    Each call's result is waited for (JAX dispatches asynchronously), so a ``fn``
+    returning device arrays is timed to their completion.
+    """
+    import jax
+
     for _ in range(warmup):
-        fn()
+        jax.block_until_ready(fn())
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        jax.block_until_ready(fn())
         ts.append(time.perf_counter() - t)
     return ts
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -23,7 +22,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load, machine_info
+from _common import load, machine_info, median, timed_runs
 
 from pdiff_jax.generator.autoencoder import FCAutoencoder
 from pdiff_jax.generator.train import ae_train_step, init_generator_state
@@ -31,13 +30,7 @@ from pdiff_jax.training import make_optimizer
 
 
 def median_ms(fn, repeats):
-    fn()   # compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+    return 1000 * median(timed_runs(fn, repeats))
 
 
 def time_one(dim: int, repeats: int) -> str:

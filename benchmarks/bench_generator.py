@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_info
+from _common import machine_info, median, timed_runs
 
 from pdiff_jax.generator import (
     SamplerSettings,
@@ -85,13 +85,7 @@ def synthetic_zoo(K: int, D: int, seed: int = 0, rank: int = 8) -> np.ndarray:
 
 
 def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up / compile
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return median(timed_runs(fn, repeats))
 
 
 def step_times(D: int, batch: int, repeats: int, cfg=None) -> dict:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 
@@ -46,22 +45,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load, machine_info, median  # noqa: E402
+from _common import load, machine_info, median, timed_runs  # noqa: E402
 
 from pdiff_jax import sharding, stacked_training, training  # noqa: E402
 from pdiff_jax.models import get_model  # noqa: E402
 
 RECIPE = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
-
-
-def _timed(step, repeats: int) -> list[float]:
-    step()  # compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(step())
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def main() -> None:
@@ -91,7 +80,7 @@ def main() -> None:
                 for i in range(len(states)):
                     states[i], _ = single(states[i], x[i], y[i])
                 return [s.params for s in states]
-            times["loop"] = _timed(loop_step, args.repeats)
+            times["loop"] = timed_runs(loop_step, args.repeats)
         if "vmap" in args.ways:
             batched = training.compiled_train_step(model, tx, batched=True)
             box = [jax.vmap(lambda v: training.init_train_state(v, tx))(
@@ -100,7 +89,7 @@ def main() -> None:
             def vmap_step(box=box, batched=batched, x=x, y=y):
                 box[0], _ = batched(box[0], x, y)
                 return box[0].params
-            times["vmap"] = _timed(vmap_step, args.repeats)
+            times["vmap"] = timed_runs(vmap_step, args.repeats)
         if "grouped" in args.ways:
             module = stacked_training.grouped_model(model, g)
             step = stacked_training.compiled_grouped_step(module, tx)
@@ -109,7 +98,7 @@ def main() -> None:
             def grouped_step(box=box, step=step, x=x, y=y):
                 box[0], _ = step(box[0], x, y)
                 return box[0].params
-            times["grouped"] = _timed(grouped_step, args.repeats)
+            times["grouped"] = timed_runs(grouped_step, args.repeats)
         if "unrolled" in args.ways:
             mesh = sharding.make_mesh()
             ustep = stacked_training.compiled_unrolled_step(model, tx, mesh)
@@ -120,7 +109,7 @@ def main() -> None:
             def unrolled_step(box=box, step=ustep, x=xs, y=ys):
                 box[0], _ = step(box[0], x, y)
                 return box[0].params
-            times["unrolled"] = _timed(unrolled_step, args.repeats)
+            times["unrolled"] = timed_runs(unrolled_step, args.repeats)
         base = median(times["loop"]) if "loop" in times else None
         for way, ts in times.items():
             t = median(ts)
