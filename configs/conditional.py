@@ -16,19 +16,9 @@ The report gets a section per requested level (``evaluation/conditional.py``);
 ``pdiff_jax.sample(key, n, workdir=..., condition=level)`` samples one level.
 """
 
-import importlib.util
 from pathlib import Path
 
-from pdiff_jax.default_config import shrink_for_smoke
-
-
-def mlp3_config():
-    """configs/mlp3.py's get_config() (config files are not a package)."""
-    spec = importlib.util.spec_from_file_location("_pdiff_config_mlp3",
-                                                  Path(__file__).with_name("mlp3.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from pdiff_jax.default_config import config_file, shrink_for_smoke
 
 
 def get_config(arg=None):
@@ -37,7 +27,7 @@ def get_config(arg=None):
     if unknown:
         raise ValueError(f"unknown config arguments {sorted(unknown)}; use value, align "
                          "and/or smoke")
-    config = mlp3_config()
+    config = config_file(Path(__file__).with_name("mlp3.py"))
     config.data.max_train = 5000      # short epochs: the spread comes from epochs 1..8
     zoo = config.zoo
     zoo.num_models = 50               # seeds; K = 50 x 4 epoch counts = 200

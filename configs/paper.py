@@ -39,9 +39,9 @@ sampling clips the predicted x_0 (theirs clamps every x_t to [-1, 1], with the
 "fixedlarge" variance); our EMA decay is warmed up.
 """
 
-import importlib.util
 from pathlib import Path
 
+from pdiff_jax.default_config import config_file
 from pdiff_jax.default_config import get_config as default_config
 
 LATENT_NOISE_YAML = 0.5  # configs/system/ae_ddpm.yaml, what their runs used
@@ -49,15 +49,6 @@ LATENT_NOISE_TEXT = 0.1  # the paper's text (Sec. 4 / Tab. 13)
 INPUT_NOISE = 0.001
 STEPS = 30_000
 ZOOS = ("mlp3", "convnet3")
-
-
-def _sibling_config(name: str, arg: str):
-    """get_config(arg) of configs/<name>.py (config files are not a package)."""
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"_pdiff_config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def use_paper_generator(gen, *, size: str, latent_noise: float = LATENT_NOISE_YAML) -> None:
@@ -84,9 +75,10 @@ def get_config(arg=None):
                          f"{ZOOS}, plus smoke and/or text_noise")
     smoke = "smoke" in args
     if "mlp3" in args:
-        config = _sibling_config("mlp3", "smoke" if smoke else "")
+        config = config_file(Path(__file__).with_name("mlp3.py"), "smoke" if smoke else "")
     elif "convnet3" in args:
-        config = _sibling_config("convnet3", "mnist,smoke" if smoke else "mnist")
+        config = config_file(Path(__file__).with_name("convnet3.py"),
+                             "mnist,smoke" if smoke else "mnist")
     else:
         config = default_config("smoke" if smoke else None)
     zoo_is_subset = not (args & set(ZOOS))

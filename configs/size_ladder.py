@@ -12,15 +12,17 @@ below (by numbers generated, BatchNorm statistics included):
     XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m pdiff_jax.main --config configs/size_ladder.py:cnn_bn --workdir runs/ladder-cnn_bn
 
-Seed training follows the ConvNet-3 MNIST recipe (one pass over a few thousand
-images, batch 32, SGD with a cosine schedule, two networks per compiled step);
+Each rung is configs/convnet3.py:mnist (its seed recipe: one pass over a few
+thousand images, batch 32, SGD with a cosine schedule, two networks per compiled
+step; its generator and evaluation) with another model;
 the larger rung sees fewer images so that its zoo still collects in minutes on
 a CPU. The evaluation is trimmed the same way (2,000 training images pick
 "best", 20 draws per memorization baseline, no fine-tuning or t-SNE).
 """
 
-from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import shrink_for_smoke, use_entire_network_generator
+from pathlib import Path
+
+from pdiff_jax.default_config import config_file, shrink_for_smoke
 
 # rung -> (model name, model kwargs, image size, channels, training images per network,
 #          learning rate, test images). A ResNet-18 of width 8 costs ~7x a ConvNet-3 per
@@ -43,18 +45,13 @@ def get_config(arg=None):
                          f"cnn_bn) and optionally smoke, got {sorted(args)}; e.g. "
                          "--config configs/size_ladder.py:resnet18_w8")
     model, kwargs, image_size, channels, images, lr, test_images = RUNGS[rungs.pop()]
-    config = default_config()
-    config.data.update(name="mnist", image_size=image_size, channels=channels, max_train=images,
+    config = config_file(Path(__file__).with_name("convnet3.py"), "mnist")
+    config.data.update(image_size=image_size, channels=channels, max_train=images,
                        max_test=test_images)
     config.model.name = model
     config.model.kwargs = kwargs
-    config.zoo.update(mode="seed", selector=".*", num_models=200, epochs=1, batch_size=32,
-                      optimizer="sgd", lr=lr, momentum=0.9, weight_decay=5e-4,
-                      schedule="cosine", models_per_step=2, stack="unrolled",
-                      align="merge_many")
-    use_entire_network_generator(config)
-    config.evaluate.update(vectorize="map", train_examples=2000, num_baseline=20,
-                           finetune_pairs=0, tsne=False, trajectories=0)
+    config.zoo.lr = lr
+    config.evaluate.update(num_baseline=20, finetune_pairs=0, tsne=False, trajectories=0)
     if "smoke" in args:
         shrink_for_smoke(config)
         config.zoo.num_models = 4

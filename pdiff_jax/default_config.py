@@ -104,6 +104,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
+def config_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of a config file, e.g. a sibling in configs/ that a config
+    builds on (config files are not a package, so they cannot import each other)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(f"_pdiff_config_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
 def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     """Tiny sizes so a whole run takes seconds: for tests, never for results."""
     config.data.max_train = 2000
