@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import jax
 
+from pdiff_jax import sharding
+
 # Steps per dispatch when the config says 0 (auto), per backend.
 AUTO_STEPS = {"cpu": 1, "gpu": 100, "tpu": 100}
 # A data set is made device-resident when it takes at most this fraction of
@@ -85,8 +87,6 @@ def use_device_data(placement: str, nbytes: int) -> bool:
 def generator_mesh(mesh):
     """The mesh the autoencoder and diffusion train on: ``mesh``, but only its first
     device when it is several virtual CPU devices of one process (see above)."""
-    from pdiff_jax import sharding
-
     if platform() == "cpu" and jax.process_count() == 1 and mesh.devices.size > 1:
         return sharding.make_mesh(list(mesh.devices.flat)[:1])
     return mesh
