@@ -15,7 +15,6 @@ member 0, the alignment time, the machine and the load.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from _common import load, machine_info
 
 from pdiff_jax.alignment import align_zoo
 from pdiff_jax.data import load_dataset
+from pdiff_jax.default_config import config_file
 from pdiff_jax.evaluation import baselines
 from pdiff_jax.models import get_model
 from pdiff_jax.pipeline import open_run, run_pipeline
@@ -41,10 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _config(num_models: int):
-    spec = importlib.util.spec_from_file_location("mlp3_config", ROOT / "configs" / "mlp3.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_file(ROOT / "configs" / "mlp3.py")
     if num_models:
         config.zoo.num_models = num_models
     return config

@@ -20,7 +20,6 @@ import argparse
 import ast
 import copy
 import functools
-import importlib.util
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load
 
+from pdiff_jax.default_config import config_file
 from pdiff_jax.evaluation import novelty, protocol
 from pdiff_jax.generator import SamplerSettings, train_autoencoder, train_diffusion
 from pdiff_jax.generator.trained import TrainedGenerator
@@ -92,10 +92,7 @@ def main():
     print(f"zoo K={zoo.num_models} D={zoo.spec.size}: best {orig['best']:.2f} by-train "
           f"{orig['best_by_train']:.2f} median {orig['median']:.2f}; NN L2 "
           f"{ref['nn_l2_orig_mean']:.3f}, NN max IoU {ref['max_iou_orig_mean']:.3f}", flush=True)
-    spec_ = importlib.util.spec_from_file_location("config", args.config)
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    base_gen = module.get_config().generator.to_dict()
+    base_gen = config_file(args.config).generator.to_dict()
     for spec in args.variant:
         name, gen = apply_variant(base_gen, spec)
         row = {"variant": name, "spec": spec, "seed": args.seed, "load_start": load()}

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib.util
 import json
 import shlex
 import subprocess
@@ -43,25 +42,23 @@ from pathlib import Path
 # Run as a script (python launch/sweep.py): the repository root holds pdiff_jax.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pdiff_jax.default_config import config_module
+from pdiff_jax.errors import ConfigError, UserError
+
 
 def load_config(config_spec: str):
     """``(config file, arg, module, config)`` for ``'path.py'`` or ``'path.py:arg'``."""
     path, _, arg = config_spec.partition(":")
     arg = arg or None
-    spec = importlib.util.spec_from_file_location(Path(path).stem + "_sweep_config", path)
-    if spec is None or not Path(path).is_file():
-        raise FileNotFoundError(f"no config file {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg is not None else module.get_config()
-    return path, arg, module, config
+    module = config_module(path)
+    return path, arg, module, module.get_config(arg)
 
 
 def load_sweep(config_spec: str) -> tuple[str, str | None, dict[str, dict]]:
     """``(config file, arg, runs)`` for ``'path.py'`` or ``'path.py:arg'``."""
     path, arg, module, config = load_config(config_spec)
     if not hasattr(module, "get_sweep"):
-        raise ValueError(f"{path} declares no sweep: add get_sweep(arg) returning "
+        raise ConfigError(f"{path} declares no sweep: add get_sweep(arg) returning "
                          "{run name: {dotted config key: value}}")
     runs = module.get_sweep(arg)
     for name, overrides in runs.items():
@@ -81,7 +78,7 @@ def load_suite(config_spec: str, suite: str):
     elif suite in suites.SUITES:
         runs = suites.SUITES[suite](arch=config.model.name, mode=config.zoo.mode)
     else:
-        raise ValueError(f"no suite {suite!r} for {path}; choose from "
+        raise ConfigError(f"no suite {suite!r} for {path}; choose from "
                          f"{sorted(set(own) | set(suites.SUITES))}")
     for name, overrides in runs.items():
         check_overrides(config, name, overrides)
@@ -101,7 +98,9 @@ def check_overrides(config, name: str, overrides: dict):
                 node = node[p]
             node[leaf] = value
         except (KeyError, AttributeError, TypeError) as e:
-            raise ValueError(f"sweep run {name!r}: cannot set {key}={value!r}: {e}") from e
+            # KeyError's str() is the repr of its message; ml_collections puts its hint there.
+            why = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise ConfigError(f"sweep run {name!r}: cannot set {key}={value!r}: {why}") from e
     return trial
 
 
@@ -165,7 +164,7 @@ def parse_sets(items) -> dict:
     for item in items or ():
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set takes KEY=VALUE (e.g. generator.diffusion.train.steps=500), "
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. generator.diffusion.train.steps=500), "
                              f"got {item!r}")
         try:
             out[key] = ast.literal_eval(text)
@@ -286,11 +285,14 @@ def main(argv=None) -> int:
             parser.error(f"no run name starts with {args.only!r}")
         return picked
 
-    if args.suite:
-        return suite_main(args, only)
-    if args.aggregate or args.jobs or args.set or args.no_share_zoo:
+    if not args.suite and (args.aggregate or args.jobs or args.set or args.no_share_zoo):
         parser.error("--aggregate, --jobs, --set and --no-share-zoo need --suite")
-    _, _, runs = load_sweep(args.config)
+    try:
+        if args.suite:
+            return suite_main(args, only)
+        _, _, runs = load_sweep(args.config)
+    except (UserError, FileNotFoundError) as e:   # a typo in the command or config: no traceback
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     runs = only(runs)
     failed = []
     for name, argv_ in commands(args.config, args.workdir, runs, via=args.via):

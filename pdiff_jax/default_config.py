@@ -104,16 +104,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def config_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
-    """``get_config(arg)`` of a config file, e.g. a sibling in configs/ that a config
-    builds on (config files are not a package, so they cannot import each other)."""
+def config_module(path):
+    """The module of a config file (config files are not a package, so a config that
+    builds on a sibling in configs/, or a launcher that reads its ``get_sweep``, loads it
+    by path)."""
     import importlib.util
     from pathlib import Path
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no config file {path}")
     spec = importlib.util.spec_from_file_location(f"_pdiff_config_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return module
+
+
+def config_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of a config file, e.g. a sibling in configs/ that a config
+    builds on."""
+    return config_module(path).get_config(arg)
 
 
 def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:

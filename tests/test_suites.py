@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -322,8 +323,17 @@ def test_plan_prints_runs_and_overrides_and_does_no_work(tmp_path, capsys):
     assert "k4  " in out and "zoo.num_models=4" in out and "(base config)" in out
     assert f"--workdir {tmp_path / 'root' / 'pair' / 'k4'} --config.zoo.num_models=4" in out
     assert not (tmp_path / "root").exists()
-    with pytest.raises(ValueError, match=r"no suite 'nope'.*ablations.*pair"):
+    with pytest.raises(SystemExit) as exited:   # a typo: one line, exit 2, no traceback
         sweep.main([str(config), "--suite", "nope"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"error: no suite 'nope'.*ablations.*pair", err), err
+    with pytest.raises(SystemExit):
+        sweep.main([str(config), "--suite", "pair", "--set", "zoo.num_modles=3"])
+    assert 'Did you mean "num_models"' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.main([str(tmp_path / "missing.py"), "--suite", "pair"])
+    assert f"error: no config file {tmp_path / 'missing.py'}" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- end to end
