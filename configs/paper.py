@@ -43,28 +43,9 @@ from pathlib import Path
 
 from pdiff_jax.default_config import config_file
 from pdiff_jax.default_config import get_config as default_config
+from pdiff_jax.paper_recipe import LATENT_NOISE_TEXT, LATENT_NOISE_YAML, paper_generator_overrides
 
-LATENT_NOISE_YAML = 0.5  # configs/system/ae_ddpm.yaml, what their runs used
-LATENT_NOISE_TEXT = 0.1  # the paper's text (Sec. 4 / Tab. 13)
-INPUT_NOISE = 0.001
-STEPS = 30_000
 ZOOS = ("mlp3", "convnet3")
-
-
-def use_paper_generator(gen, *, size: str, latent_noise: float = LATENT_NOISE_YAML) -> None:
-    """Their networks and training settings on a generator config section."""
-    gen.normalization.mode = "none"
-    gen.autoencoder.model.kind = "paper"
-    gen.autoencoder.model.size = size  # medium | small
-    gen.autoencoder.model.input_noise = INPUT_NOISE
-    gen.autoencoder.model.latent_noise = latent_noise
-    gen.autoencoder.model.latent_bound = 1.0  # their clamp: sampling clips to the same range
-    gen.diffusion.model.kind = "paper"
-    gen.diffusion.process.update(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2)
-    for stage, ema in ((gen.autoencoder.train, 0.0), (gen.diffusion.train, 0.9999)):
-        stage.update(steps=STEPS, batch_size=200, learning_rate=1e-3, b1=0.9, b2=0.999,
-                     weight_decay=2e-6, ema_decay=ema)
-    gen.sampling.update(sampler="ddpm", steps=0, clip_denoised=True)
 
 
 def get_config(arg=None):
@@ -82,9 +63,9 @@ def get_config(arg=None):
     else:
         config = default_config("smoke" if smoke else None)
     zoo_is_subset = not (args & set(ZOOS))
-    use_paper_generator(config.generator, size="small" if zoo_is_subset else "medium",
-                        latent_noise=LATENT_NOISE_TEXT if "text_noise" in args
-                        else LATENT_NOISE_YAML)
+    config.update_from_flattened_dict(paper_generator_overrides(
+        size="small" if zoo_is_subset else "medium",
+        latent_noise=LATENT_NOISE_TEXT if "text_noise" in args else LATENT_NOISE_YAML))
     if smoke:  # the zoo and evaluation were shrunk above; shrink the generator again
         for stage in (config.generator.autoencoder.train, config.generator.diffusion.train):
             stage.update(steps=30, batch_size=16, log_every=10)

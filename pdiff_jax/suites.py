@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from pdiff_jax.paper_recipe import paper_generator_overrides
+
 AE = "generator.autoencoder.model"
 DENOISER = "generator.diffusion.model"
 
@@ -111,8 +113,8 @@ def autoencoder_kind(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str,
 
 
 def paper_vs_ours(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str, dict]:
-    """The authors' generator (configs/paper.py's networks and settings) against the base
-    config's, on the same zoo (issue 12).
+    """The authors' generator (their networks and settings, ``paper_recipe.py``,
+    as in configs/paper.py) against the base config's, on the same zoo (issue 12).
 
     Both runs keep the base config's step counts, so their schedules are equal (shorten
     both with ``launch/sweep.py --set``); the paper's 30k + 30k steps are
@@ -120,15 +122,8 @@ def paper_vs_ours(*, arch: str = "cnn_bn", mode: str = "subset") -> dict[str, di
     1,250 that ``medium`` needs), ``medium`` for entire networks.
     """
     del arch
-    train = {f"generator.{stage}.train.{key}": value
-             for stage, ema in (("autoencoder", 0.0), ("diffusion", 0.9999))
-             for key, value in (("learning_rate", 1e-3), ("batch_size", 200),
-                                ("weight_decay", 2e-6), ("ema_decay", ema))}
-    paper = {"generator.normalization.mode": "none", f"{AE}.kind": "paper",
-             f"{AE}.size": "small" if mode == "subset" else "medium",
-             f"{AE}.input_noise": 1e-3, f"{AE}.latent_noise": 0.5, f"{AE}.latent_bound": 1.0,
-             f"{DENOISER}.kind": "paper", **train}
-    return {"ours": {}, "paper": paper}
+    size = "small" if mode == "subset" else "medium"
+    return {"ours": {}, "paper": paper_generator_overrides(size=size, steps=None)}
 
 
 # Suites any config can run: name -> function(arch=, mode=) -> runs.

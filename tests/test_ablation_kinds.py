@@ -174,6 +174,13 @@ def test_new_rows_and_paper_vs_ours_are_valid_overrides_of_their_configs():
         paper = sweep.check_overrides(config, "paper", pair["paper"])
         assert paper.generator.autoencoder.model.kind == "paper"
         assert paper.generator.diffusion.train.learning_rate == 1e-3
+        # The suite's row is configs/paper.py's generator at the base config's step counts.
+        arg = "" if size == "small" else "mlp3"
+        reference = sweep.load_config(str(ROOT / f"configs/paper.py:{arg}"))[3].generator
+        for stage in ("autoencoder", "diffusion"):
+            assert paper.generator[stage].train.steps == config.generator[stage].train.steps
+            reference[stage].train.steps = config.generator[stage].train.steps
+        assert paper.generator.to_dict() == reference.to_dict()
 
 
 def test_set_overrides_every_run_and_is_parsed_as_literals():
