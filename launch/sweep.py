@@ -175,7 +175,7 @@ def parse_sets(items) -> dict:
 
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
-    from pdiff_jax import aggregate, suite_runner, suite_zoos
+    from pdiff_jax import aggregate, suite_placement, suite_runner, suite_zoos
     from pdiff_jax.pipeline import STAGES
 
     config, suite = load_suite(args.config, args.suite)
@@ -220,14 +220,14 @@ def suite_main(args, runs_filter) -> int:
             print(f"leaving {len(busy)} run(s) that another invocation is running: "
                   f"{', '.join(busy)}", flush=True)
         if todo:
-            platform, devices = suite_runner.probe_devices()   # which devices to hand out
-            jobs = args.jobs or suite_runner.default_jobs(
-                platform, devices, len(suite_runner.cpu_core_groups()),
-                suite_runner.available_memory_gb())
+            platform, devices = suite_placement.probe_devices()   # which devices to hand out
+            jobs = args.jobs or suite_placement.default_jobs(
+                platform, devices, len(suite_placement.cpu_core_groups()),
+                suite_placement.available_memory_gb())
             jobs = min(jobs, len(todo))
             if jobs > 1:
                 prepare_data(resolved[n] for n in todo)
-            slots = suite_runner.plan_slots(platform, devices, jobs)
+            slots = suite_placement.plan_slots(platform, devices, jobs)
             print(f"running {len(todo)} run(s), {jobs} at once on {platform} "
                   f"({devices} device(s))", flush=True)
             work = [suite_runner.Job(n, argvs[n], suite_dir / n, expected[n], zoo_keys[n])

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax import suite_runner, suite_zoos, suites
+from pdiff_jax import suite_placement, suite_runner, suite_zoos, suites
 from pdiff_jax.config_diff import with_new_defaults
 from pdiff_jax.generator import (
     SamplerSettings,
@@ -231,7 +231,7 @@ def test_runs_with_the_same_zoo_wait_for_it_and_start_from_a_link(tmp_path):
     donors = lambda: [(json.loads((w / "config.json").read_text())["zoo"], w)
                       for w in (tmp_path / "suite").glob("*")
                       if (w / "zoo" / "meta.json").is_file()]
-    outcomes = suite_runner.run_jobs(jobs, [suite_runner.Slot(), suite_runner.Slot()],
+    outcomes = suite_runner.run_jobs(jobs, [suite_placement.Slot(), suite_placement.Slot()],
                                      say=said.append, donors=donors, poll_s=0.1)
     assert all(o["state"] == "finished" for o in outcomes.values()), outcomes
     trace = {n: json.loads((tmp_path / "suite" / n / "trace.json").read_text())

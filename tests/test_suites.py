@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdiff_jax import aggregate, suite_runner, suite_zoos, suites
+from pdiff_jax import aggregate, suite_placement, suite_runner, suite_zoos, suites
 from pdiff_jax.evaluation import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,28 +266,28 @@ def test_last_error_line_finds_the_traceback_end_past_progress_bars(tmp_path):
 
 
 def test_core_groups_cover_the_allowed_cpus_once():
-    groups = suite_runner.cpu_core_groups()
+    groups = suite_placement.cpu_core_groups()
     flat = [c for g in groups for c in g]
     assert sorted(flat) == sorted(os.sched_getaffinity(0))
 
 
 def test_slots_one_run_per_gpu_or_per_physical_core(monkeypatch):
     groups = [(0, 4), (1, 5), (2, 6), (3, 7)]
-    assert [s.cpus for s in suite_runner.plan_slots("cpu", 1, 4, groups)] == groups
-    assert [s.cpus for s in suite_runner.plan_slots("cpu", 1, 2, groups)] == \
+    assert [s.cpus for s in suite_placement.plan_slots("cpu", 1, 4, groups)] == groups
+    assert [s.cpus for s in suite_placement.plan_slots("cpu", 1, 2, groups)] == \
         [(0, 4, 1, 5), (2, 6, 3, 7)]
-    assert [s.cpus for s in suite_runner.plan_slots("cpu", 1, 3, groups)] == \
+    assert [s.cpus for s in suite_placement.plan_slots("cpu", 1, 3, groups)] == \
         [(0, 4, 1, 5), (2, 6), (3, 7)]
-    assert suite_runner.plan_slots("cpu", 1, 5, groups)[4].cpus == (0, 4)
+    assert suite_placement.plan_slots("cpu", 1, 5, groups)[4].cpus == (0, 4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert [s.env for s in suite_runner.plan_slots("gpu", 2, 2)] == \
+    assert [s.env for s in suite_placement.plan_slots("gpu", 2, 2)] == \
         [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
-    shared = suite_runner.plan_slots("gpu", 2, 3)
+    shared = suite_placement.plan_slots("gpu", 2, 3)
     assert shared[2].env == {"CUDA_VISIBLE_DEVICES": "3", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-    assert suite_runner.default_jobs("gpu", 8, 16) == 8
-    assert suite_runner.default_jobs("tpu", 4, 16) == 1
-    assert suite_runner.default_jobs("cpu", 1, 8, memory_gb=6.0) == 2
-    assert suite_runner.default_jobs("cpu", 1, 2, memory_gb=64.0) == 2
+    assert suite_placement.default_jobs("gpu", 8, 16) == 8
+    assert suite_placement.default_jobs("tpu", 4, 16) == 1
+    assert suite_placement.default_jobs("cpu", 1, 8, memory_gb=6.0) == 2
+    assert suite_placement.default_jobs("cpu", 1, 2, memory_gb=64.0) == 2
 
 
 def test_a_failed_run_is_reported_and_the_other_finishes_pinned(tmp_path):
@@ -300,8 +300,8 @@ def test_a_failed_run_is_reported_and_the_other_finishes_pinned(tmp_path):
     jobs = [suite_runner.Job("bad", [sys.executable, "-c", fail], tmp_path / "bad"),
             suite_runner.Job("ok", [sys.executable, "-c", finish], tmp_path / "ok")]
     said = []
-    outcomes = suite_runner.run_jobs(jobs, [suite_runner.Slot(cpus=(cpu,)),
-                                            suite_runner.Slot(cpus=(cpu,))],
+    outcomes = suite_runner.run_jobs(jobs, [suite_placement.Slot(cpus=(cpu,)),
+                                            suite_placement.Slot(cpus=(cpu,))],
                                      say=said.append, env={**os.environ, "W": str(tmp_path / "ok")})
     assert outcomes["bad"]["state"] == "failed" and outcomes["bad"]["returncode"] == 1
     assert outcomes["bad"]["error"] == "ValueError: boom: bad override"
