@@ -299,6 +299,16 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
 # ----------------------------------------------------------------------------- subset
 
 
+def _trained_coordinates(spec: ParamSpec) -> np.ndarray | None:
+    """f32[D]: 1 where the vector holds a parameter, 0 where it holds a BatchNorm running
+    statistic (an entire network's vector has both); None when it holds no statistics."""
+    is_stat = [name.startswith("batch_stats/") for name in spec.names]
+    if not any(is_stat):
+        return None
+    return np.concatenate([np.full(int(np.prod(shape)), 0.0 if stat else 1.0, np.float32)
+                           for shape, stat in zip(spec.shapes, is_stat, strict=True)])
+
+
 def _subset_step(vector, opt_state, base, inputs, labels, *, model_def, spec, start, tx):
     def loss_fn(vec):
         variables = merge(base, unflatten_subset(vec, spec))
@@ -307,6 +317,9 @@ def _subset_step(vector, opt_state, base, inputs, labels, *, model_def, spec, st
 
     loss, grad = jax.value_and_grad(loss_fn)(vector)
     updates, opt_state = tx.update(grad, opt_state, vector)
+    trained = _trained_coordinates(spec)
+    if trained is not None:   # statistics are not parameters: a gradient step on a variance
+        updates = updates * trained   # can make it negative (NaN)
     return vector + updates, opt_state, loss
 
 
@@ -326,10 +339,11 @@ def train_subset_snapshots(model_def, variables, spec: ParamSpec, split, tail_in
 
     ``tail_inputs`` are the cached activations entering ``split`` (or the
     images when ``split`` is None). BatchNorm statistics stay frozen (eval-mode
-    forward), so the snapshots are trained on the objective they are evaluated
-    on. One snapshot every ``save_every`` steps. ``stop_after`` ends the call
-    after that many snapshots (a time-sliced job); with ``checkpoint_dir`` the
-    next call resumes from there.
+    forward; a vector that holds them, an entire network's, keeps them as they
+    are), so the snapshots are trained on the objective they are evaluated on.
+    One snapshot every ``save_every`` steps. ``stop_after`` ends the call after
+    that many snapshots (a time-sliced job); with ``checkpoint_dir`` the next
+    call resumes from there.
     """
     mesh = mesh or sharding.make_mesh()
     batch_size = sharding.round_batch(min(batch_size, len(labels)), mesh)

@@ -1,5 +1,6 @@
 """Zoo collection: both modes, tail caching, resumable snapshots."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -123,3 +124,23 @@ def test_seed_zoo_vmapped(small_mnist, tmp_path):
     # Model 0 of the zoo is the base network, flattened.
     spec = ParamSpec.from_variables(zoo.base, ".*")
     np.testing.assert_array_equal(flatten_subset(zoo.base, spec), zoo.vectors[0])
+
+
+def test_training_an_entire_batchnorm_network_leaves_its_statistics_alone(small_mnist):
+    # Fine-tuning a member of a seed zoo trains the whole vector, running means and
+    # variances included in it; those are statistics, not parameters: a gradient step on a
+    # variance can make it negative (NaN at once, as fine-tuning cnn_bn members did).
+    md = get_model("cnn_bn", num_classes=10, input_shape=(28, 28, 1))
+    variables = md.init(jax.random.key(0))
+    spec = ParamSpec.from_variables(variables, ".*")
+    x, y = small_mnist.x_train[:256], small_mnist.y_train[:256]
+    start = np.asarray(flatten_subset(variables, spec))
+    snaps = train_subset_snapshots(md, variables, spec, None, x, y, num_snapshots=2,
+                                   save_every=3, optimizer="sgd", lr=0.5, batch_size=64,
+                                   seed=0)
+    assert np.isfinite(snaps).all()
+    is_stat = np.concatenate([np.full(int(np.prod(shape)), name.startswith("batch_stats/"))
+                              for name, shape in zip(spec.names, spec.shapes, strict=True)])
+    np.testing.assert_array_equal(snaps[:, is_stat], np.broadcast_to(start[is_stat],
+                                                                      (2, is_stat.sum())))
+    assert not np.allclose(snaps[-1, ~is_stat], start[~is_stat])
