@@ -1,0 +1,79 @@
+"""BatchNorm statistics recomputed from data, for networks that were not trained with them.
+
+A generated (or averaged, or perturbed) network carries running means and variances that
+were generated with its weights. A small error in the weights before a BatchNorm moves the
+statistics of that layer's inputs away from the stored ones, and the error compounds
+through the network. One forward pass in training mode over a batch of training images
+gives every BatchNorm the statistics of its actual inputs (each layer normalized with the
+statistics of the layers before it, as they are now); the network is then evaluated in
+inference mode as usual. Only training images are used, never test images.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+
+COLLECTION = "batch_stats"
+
+
+def recompute_batch_stats(model_def, variables: dict, images) -> dict:
+    """``variables`` with every BatchNorm's running mean and variance replaced by the
+    statistics of its inputs when the network runs on ``images`` f32[B, H, W, C].
+
+    Networks without BatchNorm come back unchanged.
+    """
+    stats = variables.get(COLLECTION)
+    if not stats:
+        return variables
+
+    def updated_from(fill: float):
+        start = jax.tree.map(lambda a: jnp.full_like(a, fill), stats)
+        _, updates = model_def.apply({**variables, COLLECTION: start}, images, train=True)
+        return updates[COLLECTION]
+
+    # Linen updates new = m * old + (1 - m) * batch_statistic elementwise; the forward pass
+    # itself ignores `old` in training mode. Two starts (0 and 1) give m and the statistic
+    # without assuming any layer's momentum.
+    from_zero, from_one = updated_from(0.0), updated_from(1.0)
+    fresh = jax.tree.map(lambda z, o: z / (1.0 - (o - z)), from_zero, from_one)
+    return {**variables, COLLECTION: fresh}
+
+
+def touches_batch_stats(spec: ParamSpec) -> bool:
+    """Whether the vectors of ``spec`` hold running statistics (e.g. an entire network)."""
+    return any(name.startswith(COLLECTION + "/") for name in spec.names)
+
+
+@functools.cache
+def _compiled_recompute(model_def, spec: ParamSpec):
+    def one(base, vector, images):
+        variables = merge(base, unflatten_subset(vector, spec))
+        return flatten_subset(recompute_batch_stats(model_def, variables, images), spec)
+
+    # lax.map: one network's activations at a time (a vmap over many ConvNets on a
+    # thousand images would hold gigabytes of them).
+    return jax.jit(lambda base, vectors, images: jax.lax.map(
+        lambda v: one(base, v, images), vectors))
+
+
+def recompute_in_vectors(model_def, base: dict, spec: ParamSpec, vectors,
+                         images) -> np.ndarray:
+    """``vectors`` f32[n, D] (parameter sets of ``spec`` merged into ``base``) with their
+    running statistics recomputed on ``images``; other numbers unchanged.
+
+    Raises ``ValueError`` when ``spec`` holds no running statistics: there is nothing
+    to recompute (a subset of scales and biases, or a network without BatchNorm).
+    """
+    if not touches_batch_stats(spec):
+        raise ValueError(f"the parameter vectors hold no {COLLECTION} (their variables: "
+                         f"{spec.names[:4]}...); recomputing statistics needs vectors of an "
+                         "entire BatchNorm network (zoo.mode='seed')")
+    vectors = np.asarray(vectors, np.float32)
+    out = _compiled_recompute(model_def, spec)(base, vectors, jnp.asarray(images, jnp.float32))
+    return np.asarray(out)
