@@ -85,6 +85,7 @@ NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
     "zoo.epochs", "generator.sampling.steps", "evaluate.train_examples", "evaluate.average_k",
     "evaluate.finetune_pairs", "evaluate.trajectories", "zoo.steps_per_dispatch",
+    "evaluate.recompute_batch_stats",
     "generator.normalization.components",
     *(f"{s}.steps_per_dispatch" for s in _TRAIN_SECTIONS),
 )
@@ -379,11 +380,13 @@ def check_data(name: str, *, data_dir: str = "", image_size: int = 0,
 
 
 def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mode: str,
-                selector, align: str = "none"):
+                selector, align: str = "none", recompute_batch_stats: int = 0):
     """The model's abstract variables (``jax.ShapeDtypeStruct`` leaves) after checking
     that ``name``/``kwargs`` build, ``selector`` (``zoo.selector``) matches and, for a
     seed zoo with ``align`` (``zoo.align``) other than 'none', that the architecture
-    has a permutation spec and the selector takes every variable it permutes."""
+    has a permutation spec and the selector takes every variable it permutes; with
+    ``recompute_batch_stats`` (``evaluate.recompute_batch_stats``), that the vectors
+    hold BatchNorm statistics to recompute."""
     import jax
 
     from pdiff_jax.models import get_model, list_models
@@ -412,6 +415,15 @@ def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mo
                             "architecture's default subset") from e
     if mode == "seed" and align != "none":   # else collect finds out after training the zoo
         _check_alignable(model_def, spec, align, selector)
+    if recompute_batch_stats:
+        from pdiff_jax.evaluation.batch_stats import touches_batch_stats
+
+        if not touches_batch_stats(spec):
+            _fail("evaluate.recompute_batch_stats", "0 when the generated vectors hold no "
+                  f"BatchNorm statistics (model {name!r}, zoo.mode={mode!r}, "
+                  f"zoo.selector={selector!r})", recompute_batch_stats,
+                  f"use {_flag('evaluate.recompute_batch_stats', 0)}, or an entire BatchNorm "
+                  "network (zoo.mode='seed', e.g. configs/size_ladder.py:cnn_bn)")
     return variables
 
 
@@ -446,7 +458,8 @@ def validate_config(config, *, workdir: str | os.PathLike | None = None) -> None
                                           channels=d.channels)
     check_model(config.model.name, config.model.kwargs, input_shape=input_shape,
                 num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector,
-                align=config.zoo.align)
+                align=config.zoo.align,
+                recompute_batch_stats=config.evaluate.get("recompute_batch_stats", 0))
     if workdir is not None:
         from pdiff_jax.workdir_config import check_workdir
 

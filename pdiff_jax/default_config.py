@@ -78,6 +78,10 @@ def evaluate_defaults() -> ml_collections.ConfigDict:
         average_k=16,
         finetune_pairs=10,       # generated models whose nearest original is fine-tuned (0 = off)
         finetune_steps=50,
+        # > 0: every evaluated network's BatchNorm running statistics are recomputed from
+        # this many training images first (entire BatchNorm networks only; 0 = as stored,
+        # as the paper evaluates them). evaluation/batch_stats.py says why.
+        recompute_batch_stats=0,
         tsne=True,
         trajectories=4,
     ))

@@ -186,6 +186,12 @@ def _evaluate(inp: Inputs, key, log):
     e, z = inp.config.evaluate, inp.config.zoo
     zoo = inp.zoo
     evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    recompute = e.get("recompute_batch_stats", 0)
+    if recompute:   # every group measured with statistics of its own weights
+        from pdiff_jax.evaluation.batch_stats import RecomputedStatsEvaluator
+
+        evaluator = RecomputedStatsEvaluator(evaluator, inp.model_def, zoo.base, zoo.spec,
+                                             inp.dataset.x_train[:recompute])
     samples, _ = artifacts.load_artifact(artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES),
                                          what="samples")
     finetune = None
@@ -197,6 +203,8 @@ def _evaluate(inp: Inputs, key, log):
     arrays, results = evaluate_groups(
         evaluator, zoo, samples["vectors"], key=key, num_baseline=e.num_baseline,
         noise_amplitudes=e.noise_amplitudes, average_k=e.average_k, finetune=finetune)
+    results["meta"]["batch_stats"] = (f"recomputed from {len(evaluator.images)} training "
+                                      "images" if recompute else "as stored")
     if "condition_level" in samples:   # a conditional run: per requested level
         from pdiff_jax.evaluation.conditional import evaluate_levels
 
@@ -244,7 +252,8 @@ STAGES = (
     Stage("evaluate", artifacts.EVALUATION,
           tuple(f"evaluate.{k}" for k in ("batch_size", "models_per_call", "vectorize",
                                           "num_baseline", "noise_amplitudes", "average_k",
-                                          "finetune_pairs", "finetune_steps")), _evaluate),
+                                          "finetune_pairs", "finetune_steps",
+                                          "recompute_batch_stats")), _evaluate),
     Stage("report", None, ("evaluate.tsne",), _report),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

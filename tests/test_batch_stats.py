@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,3 +85,39 @@ def test_vectors_without_statistics_are_refused():
     assert not touches_batch_stats(spec)
     with pytest.raises(ValueError, match=r"no batch_stats.*zoo\.mode='seed'"):
         recompute_in_vectors(model_def, variables, spec, np.zeros((1, spec.size)), _images(4))
+
+
+def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_path,
+                                                                           tfds_dir):
+    import json
+
+    from pdiff_jax import artifacts
+    from pdiff_jax.default_config import config_file
+    from pdiff_jax.evaluation.evaluator import make_evaluator
+    from pdiff_jax.pipeline import open_run, run_pipeline
+
+    config = config_file(Path(__file__).resolve().parent.parent / "configs" / "size_ladder.py",
+                         "cnn_bn,smoke")
+    config.data.data_dir = str(tfds_dir)
+    config.evaluate.update(recompute_batch_stats=200, finetune_pairs=0, tsne=False,
+                           trajectories=0)
+    run_pipeline(config, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["meta"]["batch_stats"] == "recomputed from 200 training images"
+    assert "BatchNorm statistics of every evaluated network: recomputed from 200" in (
+        tmp_path / "report.md").read_text()
+    # The originals as measured equal the zoo's members with recomputed statistics, which
+    # is not how collect measured them (stored statistics).
+    inp = open_run(tmp_path)
+    zoo, data = inp.zoo, inp.dataset
+    measured, _ = artifacts.load_artifact(artifacts.artifact_dir(tmp_path, artifacts.EVALUATION),
+                                          what="evaluation")
+    plain = make_evaluator(inp.model_def, zoo.base, zoo.spec, zoo.split_point, data,
+                           train_examples=config.evaluate.train_examples)
+    fresh = recompute_in_vectors(inp.model_def, zoo.base, zoo.spec, zoo.vectors,
+                                 data.x_train[:200])
+    np.testing.assert_allclose(measured["original"]["test_acc"],
+                               plain.evaluate(fresh, "test")[0], atol=1e-4)
+    np.testing.assert_allclose(zoo.test_acc, plain.evaluate(zoo.vectors, "test")[0],
+                               atol=1e-4)
+    assert not np.allclose(measured["original"]["test_acc"], zoo.test_acc)

@@ -326,6 +326,19 @@ def test_zoo_align_of_an_architecture_without_a_permutation_spec_is_refused(tfds
     validate_config(_with(config, "zoo.align", "none"))
 
 
+def test_recomputing_batch_stats_needs_vectors_that_hold_them(tfds_dir):
+    # The default subset (scales and biases of two BatchNorms) holds no statistics.
+    with pytest.raises(ConfigError, match=r"^evaluate\.recompute_batch_stats must be 0 when "
+                       r"the generated vectors hold no BatchNorm statistics \(model 'cnn_bn', "
+                       r"zoo\.mode='subset'.*use --config\.evaluate\.recompute_batch_stats=0"):
+        validate_config(_smoke(tfds_dir, evaluate__recompute_batch_stats=500))
+    validate_config(_smoke(tfds_dir, zoo__mode="seed", zoo__selector="",
+                           evaluate__recompute_batch_stats=500))
+    with pytest.raises(ConfigError, match=r"^evaluate\.recompute_batch_stats must be 0"):
+        validate_config(_smoke(tfds_dir, model__name="mlp3", zoo__mode="seed",
+                               zoo__selector="", evaluate__recompute_batch_stats=500))
+
+
 def test_checking_compiles_nothing(tfds_dir):
     # The model's variables come from jax.eval_shape: nothing is compiled or run.
     import jax

@@ -50,6 +50,14 @@ def touches_batch_stats(spec: ParamSpec) -> bool:
     return any(name.startswith(COLLECTION + "/") for name in spec.names)
 
 
+def require_batch_stats(spec: ParamSpec) -> None:
+    """Raise ``ValueError`` unless the vectors of ``spec`` hold running statistics."""
+    if not touches_batch_stats(spec):
+        raise ValueError(f"the parameter vectors hold no {COLLECTION} (their variables: "
+                         f"{', '.join(spec.names[:3])}, ...): recomputing BatchNorm statistics "
+                         "needs vectors of an entire BatchNorm network (zoo.mode='seed')")
+
+
 @functools.cache
 def _compiled_recompute(model_def, spec: ParamSpec):
     def one(base, vector, images):
@@ -70,10 +78,35 @@ def recompute_in_vectors(model_def, base: dict, spec: ParamSpec, vectors,
     Raises ``ValueError`` when ``spec`` holds no running statistics: there is nothing
     to recompute (a subset of scales and biases, or a network without BatchNorm).
     """
-    if not touches_batch_stats(spec):
-        raise ValueError(f"the parameter vectors hold no {COLLECTION} (their variables: "
-                         f"{spec.names[:4]}...); recomputing statistics needs vectors of an "
-                         "entire BatchNorm network (zoo.mode='seed')")
+    require_batch_stats(spec)
     vectors = np.asarray(vectors, np.float32)
     out = _compiled_recompute(model_def, spec)(base, vectors, jnp.asarray(images, jnp.float32))
     return np.asarray(out)
+
+
+class RecomputedStatsEvaluator:
+    """An evaluator (``ManyModelEvaluator``'s ``evaluate`` and ``inputs``) that measures
+    every parameter set with its running statistics recomputed on ``images`` first.
+
+    The evaluate stage wraps its evaluator in this when ``evaluate.recompute_batch_stats``
+    is set, so that every group (originals, generated, baselines) is measured alike.
+    """
+
+    def __init__(self, evaluator, model_def, base: dict, spec: ParamSpec, images):
+        require_batch_stats(spec)
+        self.evaluator, self.model_def, self.base, self.spec = evaluator, model_def, base, spec
+        self.images = np.asarray(images, np.float32)
+        self._last: tuple = (None, None)   # measure() asks for train, then test, of one array
+
+    @property
+    def inputs(self):
+        return self.evaluator.inputs
+
+    def recomputed(self, vectors) -> np.ndarray:
+        if self._last[0] is not vectors:
+            self._last = (vectors, recompute_in_vectors(self.model_def, self.base, self.spec,
+                                                        vectors, self.images))
+        return self._last[1]
+
+    def evaluate(self, vectors, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.evaluator.evaluate(self.recomputed(vectors), split)

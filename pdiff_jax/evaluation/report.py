@@ -282,6 +282,9 @@ def write_report(results: Mapping, workdir, pictures: Mapping[str, Path] | None 
     info = [f"{k}: {meta[k]}" for k in ("dataset", "arch", "D", "K") if k in meta]
     if info:
         lines += ["; ".join(info), ""]
+    if meta.get("batch_stats", "as stored") != "as stored":
+        lines += [f"BatchNorm statistics of every evaluated network: {meta['batch_stats']} "
+                  "(`evaluate.recompute_batch_stats`), not the stored or generated ones.", ""]
 
     lines += ["## Headline (paper Tab. 1 format, test accuracy %)", ""]
     lines += _table(
