@@ -14,7 +14,6 @@ Nothing here reads absl flags, so it works in a notebook as it is.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -96,14 +95,11 @@ class TrainedRun:
         stacked = jax.vmap(lambda v: merge(base, unflatten_subset(v, spec)))(vectors)
         return Samples(vectors, jax.device_get(stacked))
 
-    @functools.cached_property
-    def _evaluator(self):
-        return self._inputs.evaluator(self.zoo.base, self.zoo.spec, self.zoo.split_point)
-
     def accuracy(self, vectors, split: str = "test") -> np.ndarray:
         """Accuracy in percent ``f32[n]`` of parameter sets ``f32[n, D]`` on ``split``
-        ('test', or 'train': the examples the run selects its best model on)."""
-        return self._evaluator.evaluate(np.asarray(vectors, np.float32), split)[0]
+        ('test', or 'train': the examples the run selects its best model on), measured as
+        the run's evaluate stage measures (``evaluate.recompute_batch_stats`` included)."""
+        return self._inputs.group_evaluator.evaluate(np.asarray(vectors, np.float32), split)[0]
 
 
 def load(workdir: str | os.PathLike = "runs/default") -> TrainedRun:

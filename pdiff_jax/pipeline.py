@@ -106,6 +106,21 @@ class Inputs:
                 models_per_call=e.models_per_call, vectorize=e.vectorize)
         return self._evaluators[key]
 
+    @functools.cached_property
+    def group_evaluator(self):
+        """What the evaluate stage measures the zoo's groups with: the zoo's evaluator, with
+        every parameter set's BatchNorm statistics recomputed first when
+        ``evaluate.recompute_batch_stats`` asks for it."""
+        zoo = self.zoo
+        evaluator = self.evaluator(zoo.base, zoo.spec, zoo.split_point)
+        images = self.config.evaluate.get("recompute_batch_stats", 0)
+        if not images:
+            return evaluator
+        from pdiff_jax.evaluation.batch_stats import RecomputedStatsEvaluator
+
+        return RecomputedStatsEvaluator(evaluator, self.model_def, zoo.base, zoo.spec,
+                                        self.dataset.x_train[:images])
+
 
 # ----------------------------------------------------------------------------- adapters
 
@@ -185,13 +200,7 @@ def _evaluate(inp: Inputs, key, log):
 
     e, z = inp.config.evaluate, inp.config.zoo
     zoo = inp.zoo
-    evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
-    recompute = e.get("recompute_batch_stats", 0)
-    if recompute:   # every group measured with statistics of its own weights
-        from pdiff_jax.evaluation.batch_stats import RecomputedStatsEvaluator
-
-        evaluator = RecomputedStatsEvaluator(evaluator, inp.model_def, zoo.base, zoo.spec,
-                                             inp.dataset.x_train[:recompute])
+    evaluator = inp.group_evaluator
     samples, _ = artifacts.load_artifact(artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES),
                                          what="samples")
     finetune = None
@@ -203,8 +212,9 @@ def _evaluate(inp: Inputs, key, log):
     arrays, results = evaluate_groups(
         evaluator, zoo, samples["vectors"], key=key, num_baseline=e.num_baseline,
         noise_amplitudes=e.noise_amplitudes, average_k=e.average_k, finetune=finetune)
-    results["meta"]["batch_stats"] = (f"recomputed from {len(evaluator.images)} training "
-                                      "images" if recompute else "as stored")
+    images = getattr(evaluator, "images", None)   # a RecomputedStatsEvaluator's
+    results["meta"]["batch_stats"] = ("as stored" if images is None else
+                                      f"recomputed from {len(images)} training images")
     if "condition_level" in samples:   # a conditional run: per requested level
         from pdiff_jax.evaluation.conditional import evaluate_levels
 

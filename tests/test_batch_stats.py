@@ -91,7 +91,7 @@ def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_
                                                                            tfds_dir):
     import json
 
-    from pdiff_jax import artifacts
+    from pdiff_jax import api, artifacts
     from pdiff_jax.default_config import config_file
     from pdiff_jax.evaluation.evaluator import make_evaluator
     from pdiff_jax.pipeline import open_run, run_pipeline
@@ -121,3 +121,6 @@ def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_
     np.testing.assert_allclose(zoo.test_acc, plain.evaluate(zoo.vectors, "test")[0],
                                atol=1e-4)
     assert not np.allclose(measured["original"]["test_acc"], zoo.test_acc)
+    # The notebook API measures as the evaluate stage did.
+    np.testing.assert_allclose(api.load(tmp_path).accuracy(zoo.vectors),
+                               measured["original"]["test_acc"], atol=1e-4)
