@@ -90,6 +90,8 @@ class RecomputedStatsEvaluator:
 
     The evaluate stage wraps its evaluator in this when ``evaluate.recompute_batch_stats``
     is set, so that every group (originals, generated, baselines) is measured alike.
+    Only accuracies change: distances in parameter space (NN L2) still compare the vectors
+    as they were generated.
     """
 
     def __init__(self, evaluator, model_def, base: dict, spec: ParamSpec, images):
