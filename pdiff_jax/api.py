@@ -95,6 +95,16 @@ class TrainedRun:
         stacked = jax.vmap(lambda v: merge(base, unflatten_subset(v, spec)))(vectors)
         return Samples(vectors, jax.device_get(stacked))
 
+    def recompute_batch_stats(self, vectors, images: int = 1000) -> np.ndarray:
+        """``vectors`` ``f32[n, D]`` of an entire BatchNorm network with every running mean
+        and variance recomputed from the first ``images`` training images, parameters
+        untouched (``pdiff_jax.evaluation.batch_stats``: generated statistics are the weak
+        part of generated BatchNorm networks)."""
+        from pdiff_jax.evaluation.batch_stats import recompute_in_vectors
+
+        return recompute_in_vectors(self.model_def, self.zoo.base, self.zoo.spec, vectors,
+                                    self.dataset.x_train[:images])
+
     def accuracy(self, vectors, split: str = "test") -> np.ndarray:
         """Accuracy in percent ``f32[n]`` of parameter sets ``f32[n, D]`` on ``split``
         ('test', or 'train': the examples the run selects its best model on), measured as

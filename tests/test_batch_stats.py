@@ -121,6 +121,8 @@ def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_
     np.testing.assert_allclose(zoo.test_acc, plain.evaluate(zoo.vectors, "test")[0],
                                atol=1e-4)
     assert not np.allclose(measured["original"]["test_acc"], zoo.test_acc)
-    # The notebook API measures as the evaluate stage did.
-    np.testing.assert_allclose(api.load(tmp_path).accuracy(zoo.vectors),
-                               measured["original"]["test_acc"], atol=1e-4)
+    # The notebook API measures as the evaluate stage did, and recomputes alike.
+    run = api.load(tmp_path)
+    np.testing.assert_allclose(run.accuracy(zoo.vectors), measured["original"]["test_acc"],
+                               atol=1e-4)
+    np.testing.assert_array_equal(run.recompute_batch_stats(zoo.vectors, images=200), fresh)
