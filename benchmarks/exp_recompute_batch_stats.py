@@ -12,7 +12,8 @@ the zoo, the run's own generated samples, members + 5 % / 10 % noise, averages o
 
 Accuracy on the first ``--test`` test images; "best" is the member best on the first
 ``--train`` training images (as the report chooses it); the statistics come from the first
-``--calibration`` training images.
+``--calibration`` training images. ``--members M`` measures only the first M zoo members, their AE
+copies and the first M samples (a ResNet costs seconds per network here).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", required=True, help="a finished seed-zoo run")
     ap.add_argument("--n", type=int, default=50, help="draws per baseline")
+    ap.add_argument("--members", type=int, default=0, help="zoo members and their AE copies "
+                    "to measure, and generated samples (the first ones; 0 = all)")
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--calibration", type=int, default=1000)
@@ -52,10 +55,11 @@ def main() -> None:
     samples, _ = artifacts.load_artifact(
         artifacts.artifact_dir(args.workdir, artifacts.SAMPLES), what="samples")
     key = jax.random.key(0)
+    first = slice(args.members or None)   # fewer networks where each one costs seconds
     groups = {
-        "zoo": zoo.vectors,
-        "AE copies": np.asarray(run.decode(run.encode(zoo.vectors))),
-        "p-diff": np.asarray(samples["vectors"], np.float32),
+        "zoo": zoo.vectors[first],
+        "AE copies": np.asarray(run.decode(run.encode(zoo.vectors[first]))),
+        "p-diff": np.asarray(samples["vectors"], np.float32)[first],
         "noise_0.05": baselines.noisy_zoo(jax.random.fold_in(key, 1), zoo.vectors, 0.05,
                                           args.n, zoo.segments),
         "noise_0.1": baselines.noisy_zoo(jax.random.fold_in(key, 2), zoo.vectors, 0.1,
