@@ -12,8 +12,8 @@ the zoo, the run's own generated samples, members + 5 % / 10 % noise, averages o
 
 Accuracy on the first ``--test`` test images; "best" is the member best on the first
 ``--train`` training images (as the report chooses it); the statistics come from the first
-``--calibration`` training images. ``--members M`` measures only the first M zoo members, their AE
-copies and the first M samples (a ResNet costs seconds per network here).
+``--calibration`` training images. ``--members M`` measures only the first M zoo members,
+their AE copies and the first M samples (a ResNet costs seconds per network here).
 """
 
 from __future__ import annotations
