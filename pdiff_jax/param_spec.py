@@ -20,6 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 SEP = "/"
+# Linen's collection of BatchNorm running means and variances: numbers a network computes
+# from data, not parameters trained by gradient (an entire network's vector holds both).
+STATISTICS = "batch_stats"
 
 
 class SubsetError(ValueError):
@@ -49,6 +52,11 @@ def _key_name(key) -> str:
 
 def path_str(path) -> str:
     return SEP.join(_key_name(k) for k in path)
+
+
+def is_statistic(name: str) -> bool:
+    """Whether the leaf path ``name`` is a BatchNorm running statistic."""
+    return name.split(SEP, 1)[0] == STATISTICS
 
 
 def named_leaves(tree) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import optax
 from pdiff_jax import dispatch, sharding
 from pdiff_jax.data import resident
 from pdiff_jax.data.batches import epoch_batches, iterate_batches, step_batch
+from pdiff_jax.param_spec import is_statistic
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 from pdiff_jax.train_loop import MetricsFn, resumable_loop
 
@@ -302,11 +303,10 @@ def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.
 def _trained_coordinates(spec: ParamSpec) -> np.ndarray | None:
     """f32[D]: 1 where the vector holds a parameter, 0 where it holds a BatchNorm running
     statistic (an entire network's vector has both); None when it holds no statistics."""
-    is_stat = [name.startswith("batch_stats/") for name in spec.names]
-    if not any(is_stat):
+    trained = [not is_statistic(name) for name in spec.names]
+    if all(trained):
         return None
-    return np.concatenate([np.full(int(np.prod(shape)), 0.0 if stat else 1.0, np.float32)
-                           for shape, stat in zip(spec.shapes, is_stat, strict=True)])
+    return np.repeat(np.asarray(trained, np.float32), spec.segments)
 
 
 def _subset_step(vector, opt_state, base, inputs, labels, *, model_def, spec, start, tx):

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pdiff_jax.param_spec import STATISTICS as COLLECTION
+from pdiff_jax.param_spec import is_statistic
 from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
-
-COLLECTION = "batch_stats"
 
 
 def recompute_batch_stats(model_def, variables: dict, images) -> dict:
@@ -47,7 +47,7 @@ def recompute_batch_stats(model_def, variables: dict, images) -> dict:
 
 def touches_batch_stats(spec: ParamSpec) -> bool:
     """Whether the vectors of ``spec`` hold running statistics (e.g. an entire network)."""
-    return any(name.startswith(COLLECTION + "/") for name in spec.names)
+    return any(map(is_statistic, spec.names))
 
 
 def require_batch_stats(spec: ParamSpec) -> None:
