@@ -27,15 +27,9 @@ import numpy as np
 from _common import load, machine_info
 
 from pdiff_jax import api, artifacts
-from pdiff_jax.evaluation import baselines
+from pdiff_jax.evaluation import baselines, protocol
 from pdiff_jax.evaluation.batch_stats import recompute_in_vectors
 from pdiff_jax.evaluation.evaluator import ManyModelEvaluator
-
-
-def summary(test_acc, train_acc) -> dict:
-    return {"best": float(test_acc[np.argmax(train_acc)]), "avg": float(np.mean(test_acc)),
-            "median": float(np.median(test_acc)), "min": float(np.min(test_acc)),
-            "n": len(test_acc)}
 
 
 def main() -> None:
@@ -81,13 +75,13 @@ def main() -> None:
         recompute_s = time.perf_counter() - t
         row = {"group": name, "recompute_s": recompute_s}
         for label, v in (("stored", vectors), ("recomputed", fresh)):
-            row[label] = summary(evaluator.evaluate(v, "test")[0],
-                                 evaluator.evaluate(v, "train")[0])
+            row[label] = protocol.summarize(evaluator.evaluate(v, "train")[0],
+                                            evaluator.evaluate(v, "test")[0])
         rows.append(row)
         s, r = row["stored"], row["recomputed"]
         print(f"{name:<11} stored best/avg/median/min {s['best']:.2f} / {s['avg']:.2f} / "
-              f"{s['median']:.2f} / {s['min']:.2f}   recomputed {r['best']:.2f} / "
-              f"{r['avg']:.2f} / {r['median']:.2f} / {r['min']:.2f}   (n={s['n']}, "
+              f"{s['median']:.2f} / {s['worst']:.2f}   recomputed {r['best']:.2f} / "
+              f"{r['avg']:.2f} / {r['median']:.2f} / {r['worst']:.2f}   (n={s['n']}, "
               f"recompute {recompute_s:.1f} s)", flush=True)
     out = {"workdir": args.workdir, "model": zoo.meta["model"], "K": int(zoo.num_models),
            "D": int(zoo.spec.size), "args": vars(args), "rows": rows,
