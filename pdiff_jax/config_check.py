@@ -16,7 +16,7 @@ What is checked, cheapest first:
      that exists and is well-formed (``DataFormatError``);
   3. the model name and kwargs, and that the selector matches variables of the
      model built for that data. The variables come from ``jax.eval_shape`` of
-     the model's ``init``: shapes only, no compute;
+     the model's ``init``: shapes only, no compute (2 and 3: ``config_inputs``);
   4. with ``workdir``: that it can be created and written (:class:`WorkdirError`;
      ``workdir_config.check_workdir``).
 
@@ -26,22 +26,25 @@ take plain keyword arguments and check their own.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import numbers
 import os
 import re
 from collections.abc import Mapping, Sequence
 
+from pdiff_jax.config_fields import (
+    closest,
+    defaults,
+    example,
+    fail,
+    flag,
+    get_field,
+    is_int,
+    is_number,
+)
+from pdiff_jax.config_inputs import SelectorError, check_data, check_model
 from pdiff_jax.errors import ConfigError, WorkdirError
-from pdiff_jax.subset import SubsetError
 
 __all__ = ["ConfigError", "SelectorError", "WorkdirError",
            "validate_config"]
-
-
-class SelectorError(ConfigError, SubsetError):
-    """``zoo.selector`` matches no variable of the model (a config value and a subset error)."""
 
 
 # Choices, as the modules that consume them define them (kept here as plain data so
@@ -120,173 +123,114 @@ CHOICES = {
 BOOLS = ("evaluate.tsne", "generator.sampling.clip_denoised")
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-@functools.cache
-def _defaults():
-    from pdiff_jax.default_config import get_config
-
-    return get_config()
-
-
-def _get(config, path: str):
-    node = config
-    for part in path.split("."):
-        try:
-            node = node[part]
-        except (KeyError, TypeError, AttributeError):
-            raise ConfigError(f"the config has no field {path}; start from "
-                              "pdiff_jax.default_config.get_config() (or a configs/*.py file) "
-                              "and override fields") from None
-    return node
-
-
-def _flag(path: str, value) -> str:
-    if isinstance(value, str):
-        text = value if re.fullmatch(r"[\w.+-]+", value) else repr(value)
-    elif isinstance(value, (tuple, list)):
-        text = repr(tuple(value))
-        text = f"'{text}'"
-    else:
-        text = repr(value)
-    return f"--config.{path}={text}"
-
-
-def _example(path: str) -> str:
-    try:
-        return "e.g. " + _flag(path, _get(_defaults(), path))
-    except ConfigError:
-        return "see pdiff_jax/default_config.py"
-
-
-def _fail(path: str, requirement: str, value, fix: str | None = None):
-    if hasattr(value, "to_dict"):  # a ConfigDict's repr spans lines
-        value = value.to_dict()
-    raise ConfigError(f"{path} must be {requirement}, got {value!r}; {fix or _example(path)}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v  # not NaN
-
-
-def _closest(value, choices) -> str | None:
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
-    return close[0] if close else None
-
-
 # ----------------------------------------------------------------------------- 1. values
 
 
 def _check_values(config) -> None:
     for path in POSITIVE_INTS:
-        v = _get(config, path)
-        if not (_is_int(v) and v > 0):
-            _fail(path, "a positive integer", v)
+        v = get_field(config, path)
+        if not (is_int(v) and v > 0):
+            fail(path, "a positive integer", v)
     for path in NONNEGATIVE_INTS:
-        v = _get(config, path)
-        if not (_is_int(v) and v >= 0):
-            _fail(path, "an integer >= 0", v)
+        v = get_field(config, path)
+        if not (is_int(v) and v >= 0):
+            fail(path, "an integer >= 0", v)
     for path in POSITIVE_NUMBERS:
-        v = _get(config, path)
-        if not (_is_number(v) and 0 < v < float("inf")):
-            _fail(path, "a positive number", v)
+        v = get_field(config, path)
+        if not (is_number(v) and 0 < v < float("inf")):
+            fail(path, "a positive number", v)
     for path in NONNEGATIVE_NUMBERS:
-        v = _get(config, path)
-        if not (_is_number(v) and 0 <= v < float("inf")):
-            _fail(path, "a number >= 0", v)
+        v = get_field(config, path)
+        if not (is_number(v) and 0 <= v < float("inf")):
+            fail(path, "a number >= 0", v)
     for path in UNIT_INTERVAL:
-        v = _get(config, path)
-        if not (_is_number(v) and 0 <= v < 1):
-            _fail(path, "in [0, 1)", v)
+        v = get_field(config, path)
+        if not (is_number(v) and 0 <= v < 1):
+            fail(path, "in [0, 1)", v)
     for path in POSITIVE_INT_TUPLES:
-        v = _get(config, path)
+        v = get_field(config, path)
         if not (isinstance(v, Sequence) and not isinstance(v, str) and len(v) > 0
-                and all(_is_int(c) and c > 0 for c in v)):
-            _fail(path, "a non-empty tuple of positive integers", v)
+                and all(is_int(c) and c > 0 for c in v)):
+            fail(path, "a non-empty tuple of positive integers", v)
     for path, choices in CHOICES.items():
-        v = _get(config, path)
+        v = get_field(config, path)
         if v not in choices or isinstance(v, bool):
-            close = _closest(v, choices)
-            fix = f"did you mean {_flag(path, close)}?" if close else _example(path)
-            _fail(path, f"one of {', '.join(repr(c) for c in choices)}", v, fix)
+            close = closest(v, choices)
+            fix = f"did you mean {flag(path, close)}?" if close else example(path)
+            fail(path, f"one of {', '.join(repr(c) for c in choices)}", v, fix)
     for path in BOOLS:
-        v = _get(config, path)
+        v = get_field(config, path)
         if not isinstance(v, bool):
-            _fail(path, "True or False", v)
+            fail(path, "True or False", v)
     _check_relations(config)
 
 
 def _check_relations(config) -> None:
     """Values that are fine alone but not together, and the fields with their own shape."""
-    milestones = _get(config, "zoo.milestones")
+    milestones = get_field(config, "zoo.milestones")
     if not (isinstance(milestones, Sequence) and not isinstance(milestones, str)
-            and all(_is_number(m) and 0 < m < 1 for m in milestones)
+            and all(is_number(m) and 0 < m < 1 for m in milestones)
             and list(milestones) == sorted(milestones)):
-        _fail("zoo.milestones", "increasing fractions of training in (0, 1)", milestones)
+        fail("zoo.milestones", "increasing fractions of training in (0, 1)", milestones)
 
-    selector = _get(config, "zoo.selector")
+    selector = get_field(config, "zoo.selector")
     patterns = [selector] if isinstance(selector, str) else selector
     if not (isinstance(patterns, Sequence) and all(isinstance(p, str) for p in patterns)
             and (isinstance(selector, str) or len(patterns) > 0)):
-        _fail("zoo.selector", "a regex or a non-empty tuple of regexes ('' = the "
+        fail("zoo.selector", "a regex or a non-empty tuple of regexes ('' = the "
               "architecture's default subset)", selector, "e.g. --config.zoo.selector='.*bn.*'")
     for pattern in patterns:
         try:
             re.compile(pattern)
         except re.error as e:
-            _fail("zoo.selector", f"valid regexes ({pattern!r}: {e})", selector,
+            fail("zoo.selector", f"valid regexes ({pattern!r}: {e})", selector,
                   "e.g. --config.zoo.selector='params/bn4/.*'")
 
-    snapshots = _get(config, "zoo.snapshot_epochs")
+    snapshots = get_field(config, "zoo.snapshot_epochs")
     if not (isinstance(snapshots, Sequence) and not isinstance(snapshots, str)
-            and all(_is_int(e) and e > 0 for e in snapshots)
+            and all(is_int(e) and e > 0 for e in snapshots)
             and list(snapshots) == sorted(set(snapshots))):
-        _fail("zoo.snapshot_epochs", "increasing positive epoch counts (or empty)", snapshots,
+        fail("zoo.snapshot_epochs", "increasing positive epoch counts (or empty)", snapshots,
               "e.g. --config.zoo.snapshot_epochs='(1, 2, 4, 8)'")
-    if snapshots and _get(config, "zoo.mode") != "seed":
-        _fail("zoo.snapshot_epochs", "empty unless zoo.mode='seed'", snapshots,
+    if snapshots and get_field(config, "zoo.mode") != "seed":
+        fail("zoo.snapshot_epochs", "empty unless zoo.mode='seed'", snapshots,
               "use --config.zoo.mode=seed, or --config.zoo.snapshot_epochs='()'")
 
-    init_from = _get(config, "zoo.init_from")
+    init_from = get_field(config, "zoo.init_from")
     if not isinstance(init_from, str) or (init_from and not os.path.isfile(init_from)):
-        _fail("zoo.init_from", "'' or the path of an existing .safetensors/.pth file", init_from,
+        fail("zoo.init_from", "'' or the path of an existing .safetensors/.pth file", init_from,
               "fix the path, or --config.zoo.init_from='' to start from a random init")
 
     ae = f"{_AE}.model"
-    min_len, max_len = _get(config, f"{ae}.min_len"), _get(config, f"{ae}.max_len")
+    min_len, max_len = get_field(config, f"{ae}.min_len"), get_field(config, f"{ae}.max_len")
     for path, v in ((f"{ae}.min_len", min_len), (f"{ae}.max_len", max_len)):
         if v % FOLD_MULTIPLE:
-            _fail(path, f"a multiple of {FOLD_MULTIPLE}", v)
+            fail(path, f"a multiple of {FOLD_MULTIPLE}", v)
     if min_len > max_len:
-        _fail(f"{ae}.min_len", f"<= {ae}.max_len = {max_len}", min_len)
+        fail(f"{ae}.min_len", f"<= {ae}.max_len = {max_len}", min_len)
 
-    start = _get(config, f"{_DIFF}.process.beta_start")
-    end = _get(config, f"{_DIFF}.process.beta_end")
+    start = get_field(config, f"{_DIFF}.process.beta_start")
+    end = get_field(config, f"{_DIFF}.process.beta_end")
     for path, v in ((f"{_DIFF}.process.beta_start", start), (f"{_DIFF}.process.beta_end", end)):
-        if not (_is_number(v) and 0 < v < 1):
-            _fail(path, "in (0, 1)", v)
+        if not (is_number(v) and 0 < v < 1):
+            fail(path, "in (0, 1)", v)
     if start > end:
-        _fail(f"{_DIFF}.process.beta_start", f"<= beta_end = {end}", start)
+        fail(f"{_DIFF}.process.beta_start", f"<= beta_end = {end}", start)
 
-    amplitudes = _get(config, "evaluate.noise_amplitudes")
+    amplitudes = get_field(config, "evaluate.noise_amplitudes")
     if not (isinstance(amplitudes, Sequence) and not isinstance(amplitudes, str)
-            and all(_is_number(a) and a > 0 for a in amplitudes)):
-        _fail("evaluate.noise_amplitudes", "a tuple of positive numbers (may be empty)",
+            and all(is_number(a) and a > 0 for a in amplitudes)):
+        fail("evaluate.noise_amplitudes", "a tuple of positive numbers (may be empty)",
               amplitudes)
 
-    kwargs = _get(config, "model.kwargs")
+    kwargs = get_field(config, "model.kwargs")
     if not (isinstance(kwargs, Mapping) or hasattr(kwargs, "to_dict")):  # dict or ConfigDict
-        _fail("model.kwargs", "a dict of keyword arguments for the model", kwargs,
+        fail("model.kwargs", "a dict of keyword arguments for the model", kwargs,
               "e.g. --config.model.kwargs='{}'")
     for path in ("model.name", "data.name", "data.data_dir"):
-        v = _get(config, path)
+        v = get_field(config, path)
         if not isinstance(v, str):
-            _fail(path, "a string", v)
+            fail(path, "a string", v)
 
     _check_sampler_steps(config)
     _check_condition(config)
@@ -294,11 +238,11 @@ def _check_relations(config) -> None:
 
 def _check_condition(config) -> None:
     """``generator.condition``: its keys, its range edges, a denoiser that takes it."""
-    section = _get(config, _COND)
+    section = get_field(config, _COND)
     fields = set(section.to_dict() if hasattr(section, "to_dict") else section)
-    expected = set(_get(_defaults(), _COND).to_dict())
+    expected = set(get_field(defaults(), _COND).to_dict())
     for key in sorted(fields - expected):
-        close = _closest(key, expected)
+        close = closest(key, expected)
         raise ConfigError(f"{_COND} has no field {key!r}"
                           + (f"; did you mean {_COND}.{close}?" if close else "")
                           + f" (fields: {', '.join(sorted(expected))})")
@@ -308,138 +252,32 @@ def _check_condition(config) -> None:
     kind, levels = section.kind, section.levels
     path = f"{_COND}.levels"
     if not (isinstance(levels, Sequence) and not isinstance(levels, str)
-            and all(_is_number(e) and 0 <= e <= 100 for e in levels)
+            and all(is_number(e) and 0 <= e <= 100 for e in levels)
             and list(levels) == sorted(set(levels))):
-        _fail(path, "increasing accuracy range edges in percent", levels,
-              f"e.g. {_flag(path, (75, 85, 90, 92, 95))} for 4 levels")
+        fail(path, "increasing accuracy range edges in percent", levels,
+              f"e.g. {flag(path, (75, 85, 90, 92, 95))} for 4 levels")
     if kind != "none" and len(levels) < 2:
-        _fail(path, f"at least 2 range edges for {_COND}.kind={kind!r}", levels,
-              f"e.g. {_flag(path, (75, 85, 90, 92, 95))} for 4 levels")
-    if kind != "none" and _get(config, f"{_DIFF}.model.kind") != "unet":
-        _fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
-              "and the latent fits are unconditional)", _get(config, f"{_DIFF}.model.kind"),
-              f"use {_flag(f'{_DIFF}.model.kind', 'unet')} or {_flag(f'{_COND}.kind', 'none')}")
+        fail(path, f"at least 2 range edges for {_COND}.kind={kind!r}", levels,
+              f"e.g. {flag(path, (75, 85, 90, 92, 95))} for 4 levels")
+    if kind != "none" and get_field(config, f"{_DIFF}.model.kind") != "unet":
+        fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
+              "and the latent fits are unconditional)", get_field(config, f"{_DIFF}.model.kind"),
+              f"use {flag(f'{_DIFF}.model.kind', 'unet')} or {flag(f'{_COND}.kind', 'none')}")
 
 
 def _check_sampler_steps(config) -> None:
-    T = _get(config, f"{_DIFF}.process.num_timesteps")
-    path, sampler = "generator.sampling.steps", _get(config, "generator.sampling.sampler")
-    steps = _get(config, path)
+    T = get_field(config, f"{_DIFF}.process.num_timesteps")
+    path, sampler = "generator.sampling.steps", get_field(config, "generator.sampling.sampler")
+    steps = get_field(config, path)
     if steps == 0:  # the sampler's default
         return
     if sampler == "ddpm" and steps != T:
-        _fail(path, f"0 for sampler 'ddpm' (it runs all T = {T} steps)", steps,
-              f"use {_flag(path, 0)}, or {_flag('generator.sampling.sampler', 'ddim')} for "
+        fail(path, f"0 for sampler 'ddpm' (it runs all T = {T} steps)", steps,
+              f"use {flag(path, 0)}, or {flag('generator.sampling.sampler', 'ddim')} for "
               f"{steps} steps")
     if sampler == "ddim" and steps > T:
-        _fail(path, f"at most T = {T} ({_DIFF}.process.num_timesteps) for sampler 'ddim'",
-              steps, f"e.g. {_flag(path, min(50, T))}")
-
-
-# ----------------------------------------------------------------------------- 2. data
-
-
-def check_data(name: str, *, data_dir: str = "", image_size: int = 0,
-               channels: int = 0) -> tuple[tuple[int, int, int], int]:
-    """``(input_shape (H, W, C), num_classes)`` the loader will produce for ``data.*``.
-
-    Raises ``ConfigError`` for an unknown name, ``DataMissingError`` for a data set
-    that is not prepared (with the command that prepares it) or an ``.npz`` that does
-    not exist, ``DataFormatError`` for a malformed ``.npz``. Reads no images of a TFDS
-    data set; an ``.npz`` is read whole (it is small, and its checks live there).
-    """
-    from pdiff_jax.data import catalog, loader
-
-    if name in catalog.DATASETS:
-        spec = catalog.DATASETS[name]
-        if spec.image_shape is None and not image_size:
-            _fail("data.image_size", f"set for {name!r} (its images differ in size)", image_size,
-                  "e.g. --config.data.image_size=224")
-        if name not in ("mnist", "bundled_mnist"):  # MNIST falls back to the bundled copy
-            from pdiff_jax.data import tfds_source
-
-            tfds_source.require_builder(name, tfds_source.resolve_data_dir(data_dir or None))
-        h, w, c = spec.image_shape or (image_size, image_size, 3)
-        num_classes = spec.num_classes
-    elif loader._is_npz(name):
-        if not os.path.isfile(name):
-            raise catalog.DataMissingError(
-                f"data.name: no such .npz file: {name}; pass an existing .npz path or a known "
-                f"data set, e.g. --config.data.name=mnist")
-        train, _, num_classes = loader._read_npz(name)
-        h, w, c = train.x.shape[1:]
-    else:
-        close = _closest(name, catalog.DATASETS)
-        fix = f"did you mean {_flag('data.name', close)}?" if close else _example("data.name")
-        raise ConfigError(f"data.name: unknown data set {name!r}; known: {sorted(catalog.DATASETS)}"
-                          f" or an .npz path; {fix}")
-    return (image_size or h, image_size or w, channels or c), num_classes
-
-
-# ----------------------------------------------------------------------------- 3. model
-
-
-def check_model(name: str, kwargs: Mapping, *, input_shape, num_classes: int, mode: str,
-                selector, align: str = "none", recompute_batch_stats: int = 0):
-    """The model's abstract variables (``jax.ShapeDtypeStruct`` leaves) after checking
-    that ``name``/``kwargs`` build, ``selector`` (``zoo.selector``) matches and, for a
-    seed zoo with ``align`` (``zoo.align``) other than 'none', that the architecture
-    has a permutation spec and the selector takes every variable it permutes; with
-    ``recompute_batch_stats`` (``evaluate.recompute_batch_stats``), that the vectors
-    hold BatchNorm statistics to recompute."""
-    import jax
-
-    from pdiff_jax.models import get_model, list_models
-    from pdiff_jax.subset import ParamSpec
-
-    known = list_models()
-    if name not in known:
-        close = _closest(name, known)
-        hint = f"Did you mean {close!r}? {_flag('model.name', close)}" if close else (
-            _example("model.name"))
-        raise ConfigError(f"model.name: unknown model {name!r}; known models: {known}. {hint}")
-    try:
-        model_def = get_model(name, num_classes=num_classes, input_shape=input_shape,
-                              **dict(kwargs))
-        variables = jax.eval_shape(lambda: model_def.init(jax.random.key(0)))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"model {name!r} cannot be built for inputs {tuple(input_shape)} and "
-                          f"{num_classes} classes with model.kwargs={dict(kwargs)}: "
-                          f"{str(e).splitlines()[0]}; fix model.kwargs or data.image_size") from e
-    # As zoo.selector_of: '' is the architecture's default subset, or everything in seed mode.
-    chosen = selector or (model_def if mode == "subset" else ".*")
-    try:
-        spec = ParamSpec.from_variables(variables, chosen)
-    except SubsetError as e:
-        raise SelectorError(f"zoo.selector: {e}; e.g. --config.zoo.selector='' for the "
-                            "architecture's default subset") from e
-    if mode == "seed" and align != "none":   # else collect finds out after training the zoo
-        _check_alignable(model_def, spec, align, selector)
-    if recompute_batch_stats:
-        from pdiff_jax.evaluation.batch_stats import touches_batch_stats
-
-        if not touches_batch_stats(spec):
-            _fail("evaluate.recompute_batch_stats", "0 when the generated vectors hold no "
-                  f"BatchNorm statistics (model {name!r}, zoo.mode={mode!r}, "
-                  f"zoo.selector={selector!r})", recompute_batch_stats,
-                  f"use {_flag('evaluate.recompute_batch_stats', 0)}, or an entire BatchNorm "
-                  "network (zoo.mode='seed', e.g. configs/size_ladder.py:cnn_bn)")
-    return variables
-
-
-def _check_alignable(model_def, spec, align: str, selector) -> None:
-    from pdiff_jax.alignment import permutation_spec_for
-
-    try:
-        pspec = permutation_spec_for(model_def)
-    except ValueError as e:
-        raise ConfigError(f"zoo.align={align!r}: {str(e).splitlines()[0]}") from e
-    missing = sorted(set(pspec.axes) - set(spec.names))
-    if missing:
-        _fail("zoo.selector", f"every variable of the network for zoo.align={align!r} "
-              f"(it permutes {missing[0]!r}, which the selector leaves out)", selector,
-              f"use {_flag('zoo.selector', '')} (the whole network in seed mode) or "
-              f"{_flag('zoo.align', 'none')}")
+        fail(path, f"at most T = {T} ({_DIFF}.process.num_timesteps) for sampler 'ddim'",
+              steps, f"e.g. {flag(path, min(50, T))}")
 
 
 # ----------------------------------------------------------------------------- all

@@ -136,7 +136,7 @@ def test_each_value_rule_names_field_value_and_fix(path, value, requirement, tfd
                 f"e.g. --config.{path}=")
     assert _one_line(info.value).startswith(expected), str(info.value)
     # The example is the default value, so it passes the same rule.
-    assert str(info.value).endswith("e.g. " + cc._flag(path, _default(path)))
+    assert str(info.value).endswith("e.g. " + cc.flag(path, _default(path)))
     validate_config(_with(config, path, _default(path)))
 
 
