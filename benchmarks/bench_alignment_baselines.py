@@ -29,13 +29,14 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from _common import load, machine_info
 
-from pdiff_jax.alignment import align_zoo
+from pdiff_jax.config.defaults import config_file
 from pdiff_jax.data import load_dataset
-from pdiff_jax.default_config import config_file
 from pdiff_jax.evaluation import baselines
 from pdiff_jax.models import get_model
-from pdiff_jax.pipeline import open_run, run_pipeline
-from pdiff_jax.zoo import load_zoo
+from pdiff_jax.pipeline import run_pipeline
+from pdiff_jax.run import open_run
+from pdiff_jax.zoo.alignment import align_zoo
+from pdiff_jax.zoo.store import load_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ from _common import load, machine_info, median
 CHILD = """
 import json, sys, time, jax
 sys.path.insert(0, sys.argv[1])
-from pdiff_jax import training
+from pdiff_jax.zoo import training
 from pdiff_jax.data import load_dataset
 from pdiff_jax.models import get_model
 ds = load_dataset("mnist", max_train=6400, max_test=10)

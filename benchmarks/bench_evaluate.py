@@ -41,7 +41,7 @@ from _common import load, machine_info, median, timed_runs
 
 from pdiff_jax.evaluation.evaluator import ManyModelEvaluator, compute_tail_inputs
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.params.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 
 def _flops(fn, *args) -> float:

@@ -26,7 +26,7 @@ from _common import load, machine_info, median, timed_runs
 
 from pdiff_jax.generator.autoencoder import FCAutoencoder
 from pdiff_jax.generator.train import ae_train_step, init_generator_state
-from pdiff_jax.training import make_optimizer
+from pdiff_jax.runtime.optimizer import make_optimizer
 
 
 def median_ms(fn, repeats):

@@ -39,24 +39,23 @@ from pdiff_jax.generator import (
     SamplerSettings,
     TrainedGenerator,
     default_generator_config,
+    registry,
     train_autoencoder,
     train_diffusion,
 )
-from pdiff_jax.generator import denoiser as denoiser_lib
 from pdiff_jax.generator import diffusion as dp
-from pdiff_jax.generator.autoencoder import build
 from pdiff_jax.generator.stages import plain
 from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
-from pdiff_jax.training import make_optimizer
+from pdiff_jax.runtime.optimizer import make_optimizer
 
 
 def build_autoencoder(D, cfg):
-    return build(D, **plain(cfg.autoencoder.model))
+    return registry.build_autoencoder(D, **plain(cfg.autoencoder.model))
 
 
 def build_denoiser(cfg):
-    return denoiser_lib.build(num_timesteps=cfg.diffusion.process.num_timesteps,
-                              **plain(cfg.diffusion.model))
+    return registry.build_denoiser(num_timesteps=cfg.diffusion.process.num_timesteps,
+                                   **plain(cfg.diffusion.model))
 
 
 def train_generator(zoo, cfg, **ae_kw) -> TrainedGenerator:

@@ -44,13 +44,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from _common import machine_info, median  # noqa: E402
 from bench_generator import step_times, synthetic_zoo, untrained_generator  # noqa: E402
 
-from pdiff_jax import dispatch, pipeline, training  # noqa: E402
+from pdiff_jax import pipeline  # noqa: E402
 from pdiff_jax.generator import (  # noqa: E402
     SamplerSettings,
     default_generator_config,
     train_autoencoder,
     train_diffusion,
 )
+from pdiff_jax.runtime import dispatch  # noqa: E402
+from pdiff_jax.zoo import training  # noqa: E402
 
 BUNDLED_NPZ = REPO / "pdiff_jax" / "data" / "bundled" / "mnist.npz"
 FULL = dict(dims=(2048, 100_000, 1_000_000, 10_000_000), batch=200, repeats=10,

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load, machine_info
 
-from pdiff_jax.alignment import align_zoo, permutation_spec_for
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.params.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.zoo.alignment import align_zoo, permutation_spec_for
 
 
 def _member(model_def, seed: int) -> dict:

@@ -34,7 +34,7 @@ from _common import load, machine_info, median
 
 from pdiff_jax.data import load_dataset
 from pdiff_jax.models import get_model
-from pdiff_jax.training import train_classifiers_batched
+from pdiff_jax.zoo.training import train_classifiers_batched
 
 RECIPE = dict(epochs=1, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
               weight_decay=0.0, schedule="constant")

@@ -47,8 +47,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load, machine_info, median, timed_runs  # noqa: E402
 
-from pdiff_jax import sharding, stacked_training, training  # noqa: E402
 from pdiff_jax.models import get_model  # noqa: E402
+from pdiff_jax.runtime import sharding  # noqa: E402
+from pdiff_jax.runtime.optimizer import make_optimizer  # noqa: E402
+from pdiff_jax.zoo import (  # noqa: E402
+    stacked_training,
+    training,
+)
 
 RECIPE = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
 
@@ -63,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = get_model("convnet3", num_classes=10, input_shape=(32, 32, 3))
-    tx = training.make_optimizer(total_steps=1000, **RECIPE)
+    tx = make_optimizer(total_steps=1000, **RECIPE)
     rng = np.random.default_rng(0)
     rows = []
     for g in args.groups:

@@ -42,7 +42,7 @@ def main(argv=None) -> None:
         print(f"level {i}: zoo median {np.median(zoo.test_acc[level == i]):.2f}  "
               f"reconstructed median {np.median(recon[level == i]):.2f}")
     z = gen.encode(zoo.vectors).reshape(zoo.num_models, -1)
-    epochs = len(run._inputs.config.zoo.snapshot_epochs) or 1
+    epochs = len(run.run.config.zoo.snapshot_epochs) or 1
     if epochs > 1:
         zs = z.reshape(-1, epochs, z.shape[1])
         d = np.linalg.norm(zs[:, :, None] - zs[:, None], axis=-1)

@@ -31,11 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load
 
-from pdiff_jax.default_config import config_file
+from pdiff_jax.config.defaults import config_file
 from pdiff_jax.evaluation import novelty, protocol
 from pdiff_jax.generator import SamplerSettings, train_autoencoder, train_diffusion
 from pdiff_jax.generator.trained import TrainedGenerator
-from pdiff_jax.pipeline import open_run
+from pdiff_jax.run import open_run
 
 
 def parse_value(text: str):

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load
 
 from pdiff_jax.generator import SamplerSettings, load_generator
-from pdiff_jax.pipeline import open_run
+from pdiff_jax.run import open_run
 
 
 def stats(name, acc, extra=""):

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load
 
 from pdiff_jax import artifacts
-from pdiff_jax.alignment import align_zoo
 from pdiff_jax.evaluation import baselines, novelty
-from pdiff_jax.pipeline import open_run
-from pdiff_jax.zoo import save_zoo
+from pdiff_jax.run import open_run
+from pdiff_jax.zoo.alignment import align_zoo
+from pdiff_jax.zoo.store import save_zoo
 
 
 def describe(name, evaluator, vectors):

@@ -16,15 +16,15 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from pdiff_jax import artifacts
-from pdiff_jax.alignment import (
+from pdiff_jax.evaluation import novelty
+from pdiff_jax.run import open_run
+from pdiff_jax.zoo.alignment import (
     _join_vector,
     _split_vector,
     apply_permutations,
     permutation_spec_for,
     weight_matching,
 )
-from pdiff_jax.evaluation import novelty
-from pdiff_jax.pipeline import open_run
 
 
 def main():

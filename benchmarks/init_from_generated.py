@@ -54,7 +54,7 @@ def main(argv=None) -> None:
 
     start = time.perf_counter()
     run = pdiff_jax.load(a.workdir)
-    zoo, cfg = run.zoo, run._inputs.config
+    zoo, cfg = run.zoo, run.run.config
     z = cfg.zoo
     seed_mode = zoo.meta.get("mode") == "seed"
     optimizer = a.optimizer or (z.optimizer if seed_mode else z.subset_optimizer)
@@ -72,12 +72,12 @@ def main(argv=None) -> None:
         generated = run.sample(jax.random.fold_in(key, 99), a.n)
     pool = np.asarray(zoo.test_acc)[members] if members is not None else np.asarray(zoo.test_acc)
     target = a.target if a.target is not None else float(np.median(pool)) - a.below
-    evaluator = run._inputs.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    evaluator = run.run.evaluator(zoo.base, zoo.spec, zoo.split_point)
     curves = it.init_curves(evaluator, zoo, run.model_def, run.dataset,
                             generated=generated.vectors, key=jax.random.fold_in(key, 1),
                             n=a.n, steps=a.steps, every=a.every, optimizer=optimizer, lr=lr,
                             batch_size=batch, momentum=z.momentum, members=members,
-                            mesh=run._inputs.mesh)
+                            mesh=run.run.mesh)
     summary = it.summarize(curves, target)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ The report gets a section per requested level (``evaluation/conditional.py``);
 
 from pathlib import Path
 
-from pdiff_jax.default_config import config_file, shrink_for_smoke
+from pdiff_jax.config.defaults import config_file, shrink_for_smoke
 
 
 def get_config(arg=None):

@@ -8,11 +8,11 @@ variable, BatchNorm running statistics included, is generated.
     python -m pdiff_jax.main --config configs/convnet3.py:mnist --workdir runs/convnet3-mnist  # bundled, offline
 
 (The two virtual CPU devices train two networks at once in the collect stage; the
-generator stages use one of them, see pdiff_jax/dispatch.py.)
+generator stages use one of them, see pdiff_jax/runtime/dispatch.py.)
 """
 
-from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import shrink_for_smoke, use_entire_network_generator
+from pdiff_jax.config.defaults import get_config as default_config
+from pdiff_jax.config.defaults import shrink_for_smoke, use_entire_network_generator
 
 
 def get_config(arg=None):

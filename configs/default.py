@@ -4,7 +4,7 @@
     python -m pdiff_jax.main --config configs/default.py:smoke --workdir /tmp/smoke
 """
 
-from pdiff_jax.default_config import get_config, paper_ablations  # noqa: F401
+from pdiff_jax.config.defaults import get_config, paper_ablations  # noqa: F401
 
 
 def get_sweep(arg=None):

@@ -8,8 +8,8 @@ makes this run offline.
     python -m pdiff_jax.main --config configs/mlp3.py:cifar10 ...   # 3,072 inputs (TFDS cifar10)
 """
 
-from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import shrink_for_smoke, use_entire_network_generator
+from pdiff_jax.config.defaults import get_config as default_config
+from pdiff_jax.config.defaults import shrink_for_smoke, use_entire_network_generator
 
 
 def get_config(arg=None):

@@ -41,9 +41,13 @@ sampling clips the predicted x_0 (theirs clamps every x_t to [-1, 1], with the
 
 from pathlib import Path
 
-from pdiff_jax.default_config import config_file
-from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.paper_recipe import LATENT_NOISE_TEXT, LATENT_NOISE_YAML, paper_generator_overrides
+from pdiff_jax.config.defaults import config_file
+from pdiff_jax.config.defaults import get_config as default_config
+from pdiff_jax.suites.paper_recipe import (
+    LATENT_NOISE_TEXT,
+    LATENT_NOISE_YAML,
+    paper_generator_overrides,
+)
 
 ZOOS = ("mlp3", "convnet3")
 

@@ -17,8 +17,8 @@ Needs CIFAR-100 prepared for TFDS (`pip install 'pdiff_jax[tf]'`, then
 takes ~30 minutes).
 """
 
-from pdiff_jax.default_config import get_config as default_config
-from pdiff_jax.default_config import paper_ablations, shrink_for_smoke
+from pdiff_jax.config.defaults import get_config as default_config
+from pdiff_jax.config.defaults import paper_ablations, shrink_for_smoke
 
 
 def get_config(arg=None):

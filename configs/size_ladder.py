@@ -22,7 +22,7 @@ a CPU. The evaluation is trimmed the same way (2,000 training images pick
 
 from pathlib import Path
 
-from pdiff_jax.default_config import config_file, shrink_for_smoke
+from pdiff_jax.config.defaults import config_file, shrink_for_smoke
 
 # rung -> (model name, model kwargs, image size, channels, training images per network,
 #          learning rate, test images). A ResNet-18 of width 8 costs ~7x a ConvNet-3 per

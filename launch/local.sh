@@ -5,7 +5,7 @@
 #   launch/local.sh 2 --config configs/default.py:smoke --workdir runs/two_procs
 #
 # Process i gets PDIFF_NUM_PROCESSES=N, PDIFF_PROCESS_ID=i and
-# PDIFF_COORDINATOR=localhost:PORT (pdiff_jax.distributed reads them). Process 0
+# PDIFF_COORDINATOR=localhost:PORT (pdiff_jax.runtime.distributed reads them). Process 0
 # prints to this terminal; the others log to <LOG_DIR>/process_<i>.log. If one
 # process fails, the others are stopped.
 #

@@ -10,7 +10,7 @@ typo fails here, not hours into a cluster job. Each run gets its own workdir
 ``<workdir>/<name>`` (a run is resumable, so rerunning the sweep skips
 finished stages).
 
-Suites (``pdiff_jax/suites.py``; a config may add its own with ``get_suites(arg)``):
+Suites (``pdiff_jax/suites/catalog.py``; a config may add its own with ``get_suites(arg)``):
 
     python launch/sweep.py configs/default.py --suite ablations             # print the plan
     python launch/sweep.py configs/default.py --suite ablations --run       # run, then aggregate
@@ -25,7 +25,7 @@ pinned to its core), each in ``<--workdir-root>/<suite>/<run>`` with its log in
 others go on; the exit code is 1 if any run failed. Runs whose zoo sections are
 equal collect one zoo: the others start from a link to it (``--no-share-zoo``:
 each collects its own). The aggregator
-(``pdiff_jax/aggregate.py``) then writes suite.md, suite.json and one plot per
+(``pdiff_jax/suites/aggregate.py``) then writes suite.md, suite.json and one plot per
 swept factor into ``<--workdir-root>/<suite>``.
 """
 
@@ -42,7 +42,7 @@ from pathlib import Path
 # Run as a script (python launch/sweep.py): the repository root holds pdiff_jax.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pdiff_jax.default_config import config_module
+from pdiff_jax.config.defaults import config_module
 from pdiff_jax.errors import ConfigError, UserError
 
 
@@ -68,8 +68,8 @@ def load_sweep(config_spec: str) -> tuple[str, str | None, dict[str, dict]]:
 
 def load_suite(config_spec: str, suite: str):
     """``(base config, runs)`` of suite ``suite``: the config's ``get_suites(arg)`` first,
-    then ``pdiff_jax.suites.SUITES`` (given the config's model name and zoo mode)."""
-    from pdiff_jax import suites
+    then ``pdiff_jax.suites.catalog.SUITES`` (given the config's model name and zoo mode)."""
+    from pdiff_jax.suites import catalog as suites
 
     path, arg, module, config = load_config(config_spec)
     own = module.get_suites(arg) if hasattr(module, "get_suites") else {}
@@ -175,8 +175,11 @@ def parse_sets(items) -> dict:
 
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
-    from pdiff_jax import aggregate, suite_placement, suite_runner, suite_zoos
     from pdiff_jax.pipeline import STAGES
+    from pdiff_jax.suites import aggregate
+    from pdiff_jax.suites import placement as suite_placement
+    from pdiff_jax.suites import runner as suite_runner
+    from pdiff_jax.suites import shared_zoos as suite_zoos
 
     config, suite = load_suite(args.config, args.suite)
     common = parse_sets(args.set)   # every run of the suite (a shortened schedule, ...)
@@ -260,8 +263,9 @@ def main(argv=None) -> int:
                         "'launch/local.sh 2' or 'sbatch launch/slurm.sbatch' (get_sweep mode)")
     parser.add_argument("--run", action="store_true", help="start the runs (default: print "
                         "the commands / the suite's plan)")
-    parser.add_argument("--suite", default="", help="run a named suite (pdiff_jax/suites.py or "
-                        "the config's get_suites) instead of the config's get_sweep")
+    parser.add_argument("--suite", default="", help="run a named suite "
+                        "(pdiff_jax/suites/catalog.py or the config's get_suites) instead of "
+                        "the config's get_sweep")
     parser.add_argument("--workdir-root", default="runs/suites",
                         help="suites: runs go to ROOT/SUITE/RUN, the table to ROOT/SUITE")
     parser.add_argument("--jobs", type=int, default=0, help="suites: runs at once (default: "

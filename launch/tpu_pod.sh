@@ -6,7 +6,7 @@
 # Needs the gcloud CLI, a TPU VM slice already created (e.g. v4-32), and this
 # repository at the same path on every worker (see launch/README.md; SETUP=1
 # copies it and installs it with pip first). PDIFF_DISTRIBUTED=auto makes
-# pdiff_jax.distributed call jax.distributed.initialize() with no arguments, so
+# pdiff_jax.runtime.distributed call jax.distributed.initialize() with no arguments, so
 # JAX reads the pod's layout from the TPU metadata. The workdir must be shared
 # by all workers (an NFS / Filestore mount; the pipeline uses local paths, not gs://).
 #

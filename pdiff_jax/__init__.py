@@ -8,15 +8,14 @@ start-up. The public functions are loaded on first use.
     out = run.sample(jax.random.key(0), n=100)     # out.vectors f32[100, D], out.variables
     run.accuracy(out.vectors)                      # test accuracy of each, in percent
 
-The data flow, one module each:
+The packages, in the order data flows through them:
 
-    data/ -> models/ -> collect.py (zoo.py: the Zoo artifact) -> subset.py (flatten)
-      -> generator/stages.py: autoencoder.py (+ normalize.py) -> denoiser.py + diffusion.py
-      -> generator/trained.py: sample -> decode -> subset.merge
-      -> evaluation/: evaluator.py, groups.py (+ baselines.py, finetune.py), novelty.py,
-         protocol.py -> render.py: report.py, plots.py
-    pipeline.py ties the stages together (artifacts.py: the workdir layout;
-    training.py + train_loop.py: every training loop; main.py: the command line).
+    data/ -> models/ -> zoo/ (collect, align; the Zoo artifact) -> params/ (flatten)
+      -> generator/ (normalize, autoencoder, latent prior: diffusion or a fit; sample,
+         decode) -> evaluation/ (evaluator, groups, baselines, novelty, report)
+    config/ (defaults, allowed values, checks), runtime/ (mesh, training loop,
+    checkpoints), suites/ (named experiments); pipeline.py ties the stages together
+    over one run.Run, main.py is the command line, api.py the notebook API.
 """
 
 import importlib
@@ -30,10 +29,11 @@ _PUBLIC = {
     "evaluate": "pdiff_jax.api",
     "TrainedRun": "pdiff_jax.api",
     "run_pipeline": "pdiff_jax.pipeline",
-    "ParamSpec": "pdiff_jax.subset",
-    "flatten_subset": "pdiff_jax.subset",
-    "unflatten_subset": "pdiff_jax.subset",
-    "merge": "pdiff_jax.subset",
+    "open_run": "pdiff_jax.run",
+    "ParamSpec": "pdiff_jax.params.subset",
+    "flatten_subset": "pdiff_jax.params.subset",
+    "unflatten_subset": "pdiff_jax.params.subset",
+    "merge": "pdiff_jax.params.subset",
 }
 
 __all__ = sorted(_PUBLIC)

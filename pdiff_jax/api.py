@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError, read_json
+from pdiff_jax.runtime.checkpoint import CheckpointError, read_json
 
 TRAIN_HINT = ("train one with `python -m pdiff_jax.main --workdir {workdir}` (optionally "
               "--config configs/NAME.py), or pdiff_jax.run_pipeline(config, workdir)")
@@ -43,17 +43,17 @@ class TrainedRun:
     """
 
     def __init__(self, workdir: str | os.PathLike):
-        from pdiff_jax.generator import load_generator
         from pdiff_jax.models import get_model
-        from pdiff_jax.pipeline import open_run
-        from pdiff_jax.zoo import load_zoo
+        from pdiff_jax.run import open_run
+        from pdiff_jax.zoo.store import load_zoo
 
         self.workdir = Path(workdir)
         hint = TRAIN_HINT.format(workdir=self.workdir)
         if not artifacts.exists(artifacts.artifact_dir(self.workdir, artifacts.ZOO)):
             raise CheckpointError(f"no trained p-diff run in {self.workdir}: {hint}")
+        self.run = open_run(self.workdir)   # its config, data and evaluator
         try:
-            self.generator = load_generator(self.workdir)
+            self.generator = self.run.generator()
         except CheckpointError as e:
             raise CheckpointError(f"{e}\nNo trained generator in {self.workdir}: {hint}") from e
         self.zoo = load_zoo(artifacts.artifact_dir(self.workdir, artifacts.ZOO))
@@ -62,12 +62,11 @@ class TrainedRun:
         self.model_def = get_model(meta["model"], num_classes=int(meta["num_classes"]),
                                    input_shape=tuple(meta["input_shape"]),
                                    **meta.get("model_kwargs", {}))
-        self._inputs = open_run(self.workdir)
 
     @property
     def dataset(self):
         """The run's data set (``x_train``, ``y_train``, ``x_test``, ``y_test``, ...)."""
-        return self._inputs.dataset
+        return self.run.dataset
 
     def encode(self, vectors):
         return self.generator.encode(vectors)
@@ -83,12 +82,11 @@ class TrainedRun:
         ``sampler``/``steps`` say. A conditional run (``generator.condition``) takes
         ``condition``: a level index (kind 'level') or an accuracy in percent (kind
         'value'); None samples unconditionally. ``guidance_scale``: None = the run's."""
-        from pdiff_jax.subset import merge, unflatten_subset
+        from pdiff_jax.params.subset import merge, unflatten_subset
 
-        settings = self._inputs.sampler_settings(sampler=sampler, steps=steps)
+        settings = self.run.sampler_settings(sampler=sampler, steps=steps)
         if guidance_scale is None:   # the run's own (generator.condition.guidance_scale)
-            guidance_scale = self._inputs.config.generator.get("condition", {}).get(
-                "guidance_scale")
+            guidance_scale = self.run.guidance_scale
         vectors = np.asarray(self.generator.sample(key, n, settings, condition=condition,
                                                    guidance_scale=guidance_scale))
         spec, base = self.zoo.spec, self.zoo.base
@@ -109,7 +107,7 @@ class TrainedRun:
         """Accuracy in percent ``f32[n]`` of parameter sets ``f32[n, D]`` on ``split``
         ('test', or 'train': the examples the run selects its best model on), measured as
         the run's evaluate stage measures (``evaluate.recompute_batch_stats`` included)."""
-        return self._inputs.group_evaluator.evaluate(np.asarray(vectors, np.float32), split)[0]
+        return self.run.evaluate(np.asarray(vectors, np.float32), split)[0]
 
 
 def load(workdir: str | os.PathLike = "runs/default") -> TrainedRun:
@@ -131,7 +129,8 @@ def evaluate(workdir: str | os.PathLike = "runs/default") -> dict:
 
     Returns the contents of ``results.json``, with every stage's time.
     """
-    from pdiff_jax.pipeline import open_run, run_pipeline
+    from pdiff_jax.pipeline import run_pipeline
+    from pdiff_jax.run import open_run
 
     workdir = Path(workdir)
     config = open_run(workdir).config

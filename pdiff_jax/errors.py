@@ -7,9 +7,8 @@ checkpoint, a selector or vector that does not fit, training that diverged, a
 workdir that cannot be written). Anything else is a bug in this library and
 keeps its traceback.
 
-New error types join by deriving from :class:`UserError` (or
-:class:`UsageError`); the library's older types are listed in
-:func:`_known_user_errors`, imported lazily so this module stays cheap.
+Every user error type derives from :class:`UserError` (or :class:`UsageError`),
+wherever it is defined; this module imports nothing from the library.
 """
 
 from __future__ import annotations
@@ -47,6 +46,10 @@ class MismatchError(ValueError, UserError):
     a zoo); the message says what to retrain or re-collect."""
 
 
+class CheckpointError(RuntimeError, UserError):
+    """An artifact or checkpoint is missing or unreadable; the message says what to do."""
+
+
 class WorkdirError(OSError, UserError):
     """The workdir cannot be created or written; the message names it and the fix.
 
@@ -58,23 +61,11 @@ class WorkdirError(OSError, UserError):
         return self.strerror or super().__str__()
 
 
-def _known_user_errors() -> tuple[type[BaseException], ...]:
-    """The library's error types that predate :class:`UserError` (all exit 1)."""
-    from pdiff_jax.checkpoint import CheckpointError
-    from pdiff_jax.data.catalog import DataFormatError, DataMissingError
-    from pdiff_jax.subset import SubsetError
-    from pdiff_jax.train_loop import TrainingDivergedError
-
-    # FloatingPointError: training raises it when the loss or parameters become NaN/inf.
-    return (CheckpointError, DataFormatError, DataMissingError, SubsetError,
-            TrainingDivergedError, FloatingPointError)
-
-
 def exit_code_for(exc: BaseException) -> int | None:
     """The exit code for a user error, or None for a bug (which keeps its traceback)."""
     if isinstance(exc, UserError):
         return exc.exit_code
-    if isinstance(exc, _known_user_errors()):
+    if isinstance(exc, FloatingPointError):   # training's NaN/inf check: the user's settings
         return EXIT_USER
     if isinstance(exc, OSError) and exc.errno in _USER_ERRNOS:
         return EXIT_USER

@@ -3,7 +3,7 @@
 Kept short on purpose: all the work is in library functions that a notebook
 can call too (``pdiff_jax.pipeline.run_pipeline``).
 
-The whole config is checked before any work (``pdiff_jax.config_check``). A
+The whole config is checked before any work (``pdiff_jax.config.check``). A
 mistake of the user's prints one line saying what is wrong and how to fix it,
 and exits with 2 (a usage error: a config value, field or stage) or 1 (data,
 checkpoints, diverged training, the workdir); ``--verbosity=1`` or
@@ -21,11 +21,12 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pdiff_jax import distributed, errors, pipeline
-from pdiff_jax.config_errors import unknown_field_message
+from pdiff_jax import errors, pipeline
+from pdiff_jax.config.unknown_fields import unknown_field_message
+from pdiff_jax.runtime import distributed
 
 # The built-in default lives in the package, so `--config.x=y` works without --config too.
-_DEFAULT_CONFIG = str(Path(__file__).with_name("default_config.py"))
+_DEFAULT_CONFIG = str(Path(__file__).with_name("config") / "defaults.py")
 
 
 try:

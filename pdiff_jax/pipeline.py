@@ -1,8 +1,9 @@
 """The whole p-diff run as one table of stages: collect -> autoencoder -> diffusion ->
 sample -> evaluate -> report.
 
-This is the only module (with ``main`` and the config files) that reads the
-ConfigDict. Every stage is one row of ``STAGES``:
+This module and ``run.py`` (the :class:`~pdiff_jax.run.Run` the stages share) are the
+only ones, with ``main`` and the config files, that read the ConfigDict. Every stage is
+one row of ``STAGES``:
 
 - its **artifact** (``artifacts.py`` names it): the stage is done, and skipped,
   when the artifact exists; the report has none and is rendered every time;
@@ -31,11 +32,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from pdiff_jax import artifacts, dispatch, workdir_config
-from pdiff_jax.checkpoint import write_json
-from pdiff_jax.config_check import validate_config
+from pdiff_jax import artifacts
+from pdiff_jax.config import workdir as workdir_config
+from pdiff_jax.config.check import validate_config
 from pdiff_jax.errors import UsageError
-from pdiff_jax.metrics_log import MetricsLog
+from pdiff_jax.run import Run, open_run  # noqa: F401  (open_run: the public way in)
+from pdiff_jax.runtime import dispatch
+from pdiff_jax.runtime.checkpoint import write_json
+from pdiff_jax.runtime.metrics_log import MetricsLog
 
 
 def stage_key(seed: int, name: str) -> jax.Array:
@@ -43,172 +47,94 @@ def stage_key(seed: int, name: str) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()))
 
 
-class Inputs:
-    """The data set, architecture and evaluator of one run, built on first use and
-    shared by the stages of one invocation (loading MNIST or compiling an evaluator
-    once, not per stage). Only the adapters below see it."""
-
-    def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
-        from pdiff_jax import sharding
-
-        self.config = config
-        self.workdir = workdir
-        self.mesh = sharding.make_mesh()
-        self._evaluators: dict[tuple, object] = {}
-
-    @functools.cached_property
-    def dataset(self):
-        from pdiff_jax.data import load_dataset
-        from pdiff_jax.distributed import barrier
-
-        d, seed = self.config.data, self.config.seed
-        load = functools.partial(
-            load_dataset, d.name, data_dir=d.data_dir or None, image_size=d.image_size or None,
-            channels=d.channels or None, val_examples=d.val_examples,
-            max_train=d.max_train or None, max_test=d.max_test or None, seed=seed)
-        # Process 0 prepares the TFDS files first; the others read them once they exist.
-        dataset = load() if jax.process_index() == 0 else None
-        barrier("dataset-prepared")
-        return dataset if dataset is not None else load()
-
-    @functools.cached_property
-    def model_def(self):
-        from pdiff_jax.models import get_model
-
-        return get_model(self.config.model.name, num_classes=self.dataset.num_classes,
-                         input_shape=tuple(self.dataset.x_train.shape[1:]),
-                         **dict(self.config.model.kwargs))
-
-    def sampler_settings(self, **overrides):
-        """The run's ``generator.sampling`` settings, with any non-None ``overrides``."""
-        from pdiff_jax.generator import SamplerSettings
-
-        kw = self.config.generator.sampling.to_dict()
-        kw.update({k: v for k, v in overrides.items() if v is not None})
-        return SamplerSettings(**kw)
-
-    @functools.cached_property
-    def zoo(self):
-        """The stored zoo, read once per invocation (after the collect stage saved it)."""
-        from pdiff_jax.zoo import load_zoo
-
-        return load_zoo(artifacts.artifact_dir(self.workdir, artifacts.ZOO))
-
-    def evaluator(self, base, spec, split_point):
-        from pdiff_jax.evaluation.evaluator import make_evaluator
-
-        key = (spec, split_point)   # ParamSpec is hashable
-        if key not in self._evaluators:
-            e = self.config.evaluate
-            self._evaluators[key] = make_evaluator(
-                self.model_def, base, spec, split_point, self.dataset, mesh=self.mesh,
-                train_examples=e.train_examples, batch_size=e.batch_size,
-                models_per_call=e.models_per_call, vectorize=e.vectorize)
-        return self._evaluators[key]
-
-    @functools.cached_property
-    def group_evaluator(self):
-        """What the evaluate stage measures the zoo's groups with: the zoo's evaluator, with
-        every parameter set's BatchNorm statistics recomputed first when
-        ``evaluate.recompute_batch_stats`` asks for it."""
-        zoo = self.zoo
-        evaluator = self.evaluator(zoo.base, zoo.spec, zoo.split_point)
-        images = self.config.evaluate.get("recompute_batch_stats", 0)
-        if not images:
-            return evaluator
-        from pdiff_jax.evaluation.batch_stats import RecomputedStatsEvaluator
-
-        return RecomputedStatsEvaluator(evaluator, self.model_def, zoo.base, zoo.spec,
-                                        self.dataset.x_train[:images])
-
-
 # ----------------------------------------------------------------------------- adapters
 
 
-def _collect(inp: Inputs, key, log):
-    from pdiff_jax.collect import collect_vectors
-    from pdiff_jax.zoo import Zoo, dataset_identity
+def _collect(run: Run, key, log):
+    from pdiff_jax.zoo.collect import collect_vectors
+    from pdiff_jax.zoo.settings import ZooSettings
+    from pdiff_jax.zoo.store import Zoo, dataset_identity
 
-    cfg = inp.config
+    cfg = run.config
     base, vectors, spec, split = collect_vectors(
-        inp.dataset, inp.model_def, seed=cfg.seed, mesh=inp.mesh, metrics_fn=log,
-        checkpoints=artifacts.checkpoint_dir(inp.workdir, "collect"), **cfg.zoo.to_dict())
-    evaluator = inp.evaluator(base, spec, split)
+        run.dataset, run.model_def, ZooSettings.from_section(cfg.zoo), seed=cfg.seed,
+        mesh=run.mesh, metrics_fn=log, checkpoints=artifacts.checkpoint_dir(run.workdir, "collect"))
+    evaluator = run.evaluator(base, spec, split)
     train_acc, _ = evaluator.evaluate(vectors, "train")
     test_acc, _ = evaluator.evaluate(vectors, "test")
     logging.info("zoo: K=%d D=%d, test accuracy %.2f..%.2f%% (median %.2f%%)", len(vectors),
                  spec.size, test_acc.min(), test_acc.max(), np.median(test_acc))
-    md = inp.model_def
+    md = run.model_def
     zoo = Zoo(base, vectors, spec, split, train_acc, test_acc, dict(
         mode=cfg.zoo.mode, model=md.name, model_kwargs=cfg.model.kwargs.to_dict(),
-        dataset=dataset_identity(inp.dataset), input_shape=list(md.input_shape),
+        dataset=dataset_identity(run.dataset), input_shape=list(md.input_shape),
         num_classes=md.num_classes, config=cfg.zoo.to_dict()))
     return zoo
 
 
-def _autoencoder(inp: Inputs, key, log):
+def _autoencoder(run: Run, key, log):
     from pdiff_jax.generator import TrainedGenerator, train_autoencoder
     from pdiff_jax.generator.diagnostics import reconstruction_accuracy
 
-    zoo, gen = inp.zoo, inp.config.generator
+    zoo, gen = run.zoo, run.config.generator
     arrays, meta = train_autoencoder(
         zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
         model=gen.autoencoder.model, train=gen.autoencoder.train,
-        mesh=dispatch.generator_mesh(inp.mesh),
-        checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "autoencoder"), metrics_fn=log)
+        mesh=dispatch.generator_mesh(run.mesh),
+        checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "autoencoder"), metrics_fn=log)
     # The zoo members through the AE: no sampler can do better than these copies.
-    evaluator = inp.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    evaluator = run.evaluator(zoo.base, zoo.spec, zoo.split_point)
     meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta).decode,
                                         arrays["latents"],
                                         lambda v: evaluator.evaluate(v, "test")[0]))
     return arrays, meta
 
 
-def _diffusion(inp: Inputs, key, log):
+def _diffusion(run: Run, key, log):
     from pdiff_jax.generator import train_diffusion
 
     ae_arrays, ae_meta = artifacts.load_artifact(
-        artifacts.artifact_dir(inp.workdir, artifacts.AUTOENCODER), what="autoencoder")
-    gen = inp.config.generator
+        artifacts.artifact_dir(run.workdir, artifacts.AUTOENCODER), what="autoencoder")
+    gen = run.config.generator
     cond = gen.condition
     accuracies = None
     if cond.kind != "none":   # each member's accuracy labels its condition
-        accuracies = inp.zoo.test_acc if cond.on == "test" else inp.zoo.train_acc
+        accuracies = run.zoo.test_acc if cond.on == "test" else run.zoo.train_acc
     return train_diffusion(
         ae_arrays["latents"], key=key, process=gen.diffusion.process,
         model=gen.diffusion.model, train=gen.diffusion.train, accuracies=accuracies,
         condition={k: v for k, v in cond.to_dict().items() if k != "guidance_scale"},
-        ae_fingerprint=ae_meta["fingerprint"], mesh=dispatch.generator_mesh(inp.mesh),
-        checkpoint_dir=artifacts.checkpoint_dir(inp.workdir, "diffusion"), metrics_fn=log)
+        ae_fingerprint=ae_meta["fingerprint"], mesh=dispatch.generator_mesh(run.mesh),
+        checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "diffusion"), metrics_fn=log)
 
 
-def _sample(inp: Inputs, key, log):
+def _sample(run: Run, key, log):
     from pdiff_jax.generator import load_generator
     from pdiff_jax.generator.trained import sample_and_decode
 
-    generator, zoo = load_generator(inp.workdir), inp.zoo
+    generator, zoo = load_generator(run.workdir), run.zoo
     generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
-    return sample_and_decode(generator, key, inp.sampler_settings(),
-                             n=inp.config.evaluate.num_generated,
-                             trajectories=inp.config.evaluate.trajectories,
-                             guidance_scale=inp.config.generator.condition.guidance_scale)
+    return sample_and_decode(generator, key, run.sampler_settings(),
+                             n=run.config.evaluate.num_generated,
+                             trajectories=run.config.evaluate.trajectories,
+                             guidance_scale=run.config.generator.condition.guidance_scale)
 
 
-def _evaluate(inp: Inputs, key, log):
+def _evaluate(run: Run, key, log):
     from pdiff_jax.evaluation.finetune import finetuned_neighbours
     from pdiff_jax.evaluation.groups import evaluate_groups
 
-    e, z = inp.config.evaluate, inp.config.zoo
-    zoo = inp.zoo
-    evaluator = inp.group_evaluator
-    samples, _ = artifacts.load_artifact(artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES),
+    e, z = run.config.evaluate, run.config.zoo
+    zoo = run.zoo
+    evaluator = run.group_evaluator
+    samples, _ = artifacts.load_artifact(artifacts.artifact_dir(run.workdir, artifacts.SAMPLES),
                                          what="samples")
     finetune = None
     if e.finetune_pairs > 0:
         finetune = functools.partial(
-            finetuned_neighbours, evaluator=evaluator, zoo=zoo, model_def=inp.model_def,
+            finetuned_neighbours, evaluator=evaluator, zoo=zoo, model_def=run.model_def,
             pairs=e.finetune_pairs, steps=e.finetune_steps, optimizer=z.subset_optimizer,
-            lr=z.subset_lr, batch_size=z.subset_batch_size, momentum=z.momentum, mesh=inp.mesh)
+            lr=z.subset_lr, batch_size=z.subset_batch_size, momentum=z.momentum, mesh=run.mesh)
     arrays, results = evaluate_groups(
         evaluator, zoo, samples["vectors"], key=key, num_baseline=e.num_baseline,
         noise_amplitudes=e.noise_amplitudes, average_k=e.average_k, finetune=finetune)
@@ -219,7 +145,7 @@ def _evaluate(inp: Inputs, key, log):
         from pdiff_jax.evaluation.conditional import evaluate_levels
 
         _, sample_meta = artifacts.load_artifact(
-            artifacts.artifact_dir(inp.workdir, artifacts.SAMPLES), what="samples")
+            artifacts.artifact_dir(run.workdir, artifacts.SAMPLES), what="samples")
         results["conditional"] = evaluate_levels(
             evaluator, zoo, arrays["pdiff"], samples["condition_level"],
             sample_meta["condition"], key=jax.random.fold_in(key, 7),
@@ -227,11 +153,11 @@ def _evaluate(inp: Inputs, key, log):
     return arrays, results
 
 
-def _report(inp: Inputs, key, log):
+def _report(run: Run, key, log):
     from pdiff_jax.evaluation.render import render_report
 
-    render_report(inp.workdir, config=inp.config.to_dict(), key=key,
-                  timings=stage_seconds(inp.workdir), tsne=inp.config.evaluate.tsne,
+    render_report(run.workdir, config=run.config.to_dict(), key=key,
+                  timings=stage_seconds(run.workdir), tsne=run.config.evaluate.tsne,
                   write=jax.process_index() == 0)
 
 
@@ -271,14 +197,12 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 def stage_seconds(workdir: Path) -> dict[str, float]:
     """``{stage: seconds}`` of every finished stage, as its artifact recorded them."""
-    from pdiff_jax.checkpoint import read_json
-
-    return {s.name: read_json(artifacts.artifact_dir(workdir, s.artifact) / "meta.json")
-            ["seconds"] for s in STAGES if s.finished(workdir)}
+    return {s.name: artifacts.read_meta(artifacts.artifact_dir(workdir, s.artifact))["seconds"]
+            for s in STAGES if s.finished(workdir)}
 
 
 def _save(stage: Stage, workdir: Path, out, seconds: float) -> None:
-    from pdiff_jax.zoo import Zoo, save_zoo
+    from pdiff_jax.zoo.store import Zoo, save_zoo
 
     path = artifacts.artifact_dir(workdir, stage.artifact)
     if isinstance(out, Zoo):
@@ -288,26 +212,15 @@ def _save(stage: Stage, workdir: Path, out, seconds: float) -> None:
         artifacts.save_artifact(path, arrays, dict(meta, seconds=seconds))
 
 
-def _run_stage(stage: Stage, inp: Inputs, log: MetricsLog) -> None:
+def _run_stage(stage: Stage, run: Run, log: MetricsLog) -> None:
     start = time.perf_counter()
     logging.info("stage %s", stage.name)
-    out = stage.adapter(inp, stage_key(inp.config.seed, stage.name), log.for_stage(stage.name))
+    out = stage.adapter(run, stage_key(run.config.seed, stage.name), log.for_stage(stage.name))
     seconds = round(time.perf_counter() - start, 2)
     if stage.artifact is not None:
-        _save(stage, inp.workdir, out, seconds)
+        _save(stage, run.workdir, out, seconds)
     log.write("timing", 0, {f"{stage.name}_s": seconds})
     logging.info("stage %s done in %.1f s", stage.name, seconds)
-
-
-def open_run(workdir: str | os.PathLike) -> Inputs:
-    """The inputs of the finished or unfinished run in ``workdir``, from its config.json."""
-    from pdiff_jax.checkpoint import CheckpointError, read_json
-
-    saved = Path(workdir) / artifacts.CONFIG_JSON
-    if not saved.exists():
-        raise CheckpointError(f"no p-diff run in {workdir} (no {saved.name}): run "
-                              f"`python -m pdiff_jax.main --workdir {workdir}` first")
-    return Inputs(ml_collections.ConfigDict(read_json(saved)), Path(workdir))
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -329,7 +242,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if jax.process_index() == 0:
         write_json(workdir / artifacts.CONFIG_JSON,
                    json.loads(config.to_json_best_effort(sort_keys=True)))
-    inp, log = Inputs(config, workdir), MetricsLog(workdir, enabled=jax.process_index() == 0)
+    run, log = Run(config, workdir), MetricsLog(workdir, enabled=jax.process_index() == 0)
     for stage in STAGES:
         if stage.name not in requested:
             continue
@@ -337,7 +250,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             logging.info("stage %s: %s exists, skipping", stage.name, stage.artifact)
             continue
         try:
-            _run_stage(stage, inp, log)
+            _run_stage(stage, run, log)
         except Exception as e:
             if _out_of_space(e):
                 raise OSError(errno.ENOSPC, f"stage {stage.name}: no space left on the device "

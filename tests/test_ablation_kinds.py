@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax import suite_placement, suite_runner, suite_zoos, suites
-from pdiff_jax.config_diff import with_new_defaults
+from pdiff_jax.config.diff import with_new_defaults
 from pdiff_jax.generator import (
     SamplerSettings,
     TrainedGenerator,
@@ -28,7 +27,11 @@ from pdiff_jax.generator import (
 from pdiff_jax.generator import autoencoder as ae_lib
 from pdiff_jax.generator.train import ae_train_step, init_generator_state
 from pdiff_jax.generator.vae import kl_to_standard_normal
-from pdiff_jax.training import make_optimizer
+from pdiff_jax.runtime.optimizer import make_optimizer
+from pdiff_jax.suites import catalog as suites
+from pdiff_jax.suites import placement as suite_placement
+from pdiff_jax.suites import runner as suite_runner
+from pdiff_jax.suites import shared_zoos as suite_zoos
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,8 +159,8 @@ def _sweep_module():
 
 
 def test_new_rows_and_paper_vs_ours_are_valid_overrides_of_their_configs():
-    from pdiff_jax.config_check import validate_config
-    from pdiff_jax.default_config import get_config
+    from pdiff_jax.config.check import validate_config
+    from pdiff_jax.config.defaults import get_config
 
     sweep = _sweep_module()
     runs = suites.ablations()

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from test_collect import mlp3_seed_zoo
 
-from pdiff_jax import training
-from pdiff_jax.alignment import (
+from pdiff_jax.models import get_model
+from pdiff_jax.params.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.zoo import training
+from pdiff_jax.zoo.alignment import (
     align_to_mean,
     align_to_reference,
     align_zoo,
     apply_permutations,
     permutation_spec_for,
 )
-from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 MODELS = ("mlp3", "convnet3", "cnn_bn")
 INPUT_SHAPE = (16, 16, 3)   # ConvNet-3's classifier then sees a 2 x 2 x 32 channels-last flattening

@@ -21,14 +21,14 @@ import pytest
 
 import pdiff_jax
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import write_json
+from pdiff_jax.config.defaults import get_config
 from pdiff_jax.data.catalog import DataMissingError
-from pdiff_jax.default_config import get_config
 from pdiff_jax.generator import TrainingDivergedError, train_autoencoder, train_diffusion
 from pdiff_jax.models import get_model
+from pdiff_jax.params.subset import ParamSpec, SubsetError, flatten_subset
 from pdiff_jax.pipeline import run_pipeline
-from pdiff_jax.subset import ParamSpec, SubsetError, flatten_subset
-from pdiff_jax.zoo import Zoo, save_zoo
+from pdiff_jax.runtime.checkpoint import write_json
+from pdiff_jax.zoo.store import Zoo, save_zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ from pdiff_jax.evaluation.batch_stats import (
     touches_batch_stats,
 )
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.params.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 
 def _images(n: int = 64) -> jax.Array:
@@ -92,9 +92,10 @@ def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_
     import json
 
     from pdiff_jax import api, artifacts
-    from pdiff_jax.default_config import config_file
+    from pdiff_jax.config.defaults import config_file
     from pdiff_jax.evaluation.evaluator import make_evaluator
-    from pdiff_jax.pipeline import open_run, run_pipeline
+    from pdiff_jax.pipeline import run_pipeline
+    from pdiff_jax.run import open_run
 
     config = config_file(Path(__file__).resolve().parent.parent / "configs" / "size_ladder.py",
                          "cnn_bn,smoke")

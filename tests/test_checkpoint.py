@@ -1,4 +1,4 @@
-"""Tests for pdiff_jax.checkpoint: atomic artifacts, resumable training checkpoints, JSON."""
+"""Tests for pdiff_jax.runtime.checkpoint: atomic artifacts, resumable training checkpoints, JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax.checkpoint import (
+from pdiff_jax.runtime.checkpoint import (
     CheckpointError,
     TrainCheckpoints,
     read_json,

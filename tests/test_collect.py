@@ -4,14 +4,14 @@ import jax
 import numpy as np
 import pytest
 
-from pdiff_jax.collect import collect_vectors
+from pdiff_jax.config.defaults import zoo_defaults
 from pdiff_jax.data.batches import step_batch
-from pdiff_jax.default_config import zoo_defaults
 from pdiff_jax.evaluation.evaluator import ManyModelEvaluator, compute_tail_inputs, make_evaluator
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset
-from pdiff_jax.training import train_subset_snapshots
-from pdiff_jax.zoo import Zoo
+from pdiff_jax.params.subset import ParamSpec, flatten_subset
+from pdiff_jax.zoo.collect import collect_vectors
+from pdiff_jax.zoo.store import Zoo
+from pdiff_jax.zoo.training import train_subset_snapshots
 
 
 def collect_zoo(cfg, *, dataset, model_def, workdir, train_examples):
@@ -71,7 +71,7 @@ def test_tail_gives_same_logits_as_full_network(subset_zoo, small_mnist):
 
 def test_evaluator_matches_plain_full_network(subset_zoo, small_mnist):
     md, zoo, _, _ = subset_zoo
-    from pdiff_jax.subset import merge, unflatten_subset
+    from pdiff_jax.params.subset import merge, unflatten_subset
     x, y = small_mnist.x_test[:300], small_mnist.y_test[:300]
     cached = ManyModelEvaluator(md, zoo.base, zoo.spec, {"test": (x, y)},
                                 split_point=zoo.split_point, batch_size=128, models_per_call=5)

@@ -10,9 +10,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pdiff_jax import artifacts, config_check
-from pdiff_jax.config_check import ConfigError
-from pdiff_jax.default_config import get_config
+from pdiff_jax import artifacts
+from pdiff_jax.config import check as config_check
+from pdiff_jax.config.check import ConfigError
+from pdiff_jax.config.defaults import get_config
 from pdiff_jax.evaluation import conditional as cond_report
 from pdiff_jax.generator import (
     SamplerSettings,
@@ -276,10 +277,10 @@ def test_snapshot_epochs_are_checked():
 
 
 def test_seed_zoo_with_epoch_snapshots_is_seed_major(small_mnist, tmp_path):
-    from pdiff_jax import training
-    from pdiff_jax.collect import collect_vectors, seed_of_member
     from pdiff_jax.models import get_model
-    from pdiff_jax.subset import ParamSpec, flatten_subset
+    from pdiff_jax.params.subset import ParamSpec, flatten_subset
+    from pdiff_jax.zoo import training
+    from pdiff_jax.zoo.collect import collect_vectors, seed_of_member
 
     model_def = get_model("mlp3", num_classes=10, input_shape=(28, 28, 1))
     recipe = dict(epochs=1, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9,

@@ -11,11 +11,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pdiff_jax import config_check as cc
-from pdiff_jax.config_check import ConfigError, SelectorError, WorkdirError, validate_config
+from pdiff_jax.config import check as cc
+from pdiff_jax.config.check import ConfigError, SelectorError, WorkdirError, validate_config
+from pdiff_jax.config.defaults import get_config
 from pdiff_jax.data.catalog import DataFormatError, DataMissingError
-from pdiff_jax.default_config import get_config
-from pdiff_jax.subset import SubsetError
+from pdiff_jax.params.subset import SubsetError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,7 +223,7 @@ def test_a_field_missing_from_the_config(tfds_dir):
     d = _smoke(tfds_dir).to_dict()
     del d["zoo"]["save_every"]
     with pytest.raises(ConfigError, match=r"^the config has no field zoo.save_every; start from "
-                                          r"pdiff_jax.default_config.get_config\(\)"):
+                                          r"pdiff_jax.config.defaults.get_config\(\)"):
         validate_config(ml_collections.ConfigDict(d))
 
 
@@ -248,20 +248,20 @@ def test_every_config_field_has_a_rule():
 
 
 def test_choices_match_the_modules_that_consume_them():
-    from pdiff_jax import training
     from pdiff_jax.data import batches
     from pdiff_jax.generator import autoencoder, denoiser, normalize, sampling
+    from pdiff_jax.zoo import training
 
     assert cc.NORMALIZATION_MODES == normalize.MODES
     assert cc.NORMS == autoencoder.NORMS
     assert cc.AUTOENCODER_KINDS == tuple(autoencoder.AUTOENCODERS)
     assert cc.DENOISER_KINDS == tuple(denoiser.DENOISERS)
-    from pdiff_jax import alignment
+    from pdiff_jax.zoo import alignment
     assert cc.ZOO_ALIGNS == alignment.ALIGN_METHODS
     from pdiff_jax.generator import paper_modules
     assert cc.PAPER_AE_SIZES == tuple(paper_modules.PAPER_AE_SIZES)
     assert cc.SAMPLERS == sampling.SAMPLERS
-    from pdiff_jax import dispatch
+    from pdiff_jax.runtime import dispatch
     assert cc.PLACEMENTS == dispatch.PLACEMENTS
     assert cc.PRECISIONS == training.PRECISIONS
     assert cc.FOLD_MULTIPLE == 2 ** autoencoder.NUM_STAGES
@@ -300,7 +300,7 @@ def test_selector_is_checked_against_the_data_shapes(tfds_dir):
 
 
 def test_zoo_align_needs_a_permutation_spec_and_whole_networks(tfds_dir):
-    # ResNets are alignable (pdiff_jax.resnet_permutations); a partial selector is not.
+    # ResNets are alignable (pdiff_jax.zoo.resnet_permutations); a partial selector is not.
     fields = dict(model__name="resnet18", model__kwargs={"width": 4}, zoo__mode="seed",
                   zoo__align="merge_many")
     validate_config(_smoke(tfds_dir, **fields, zoo__selector=""))
@@ -314,7 +314,7 @@ def test_zoo_align_needs_a_permutation_spec_and_whole_networks(tfds_dir):
 
 def test_zoo_align_of_an_architecture_without_a_permutation_spec_is_refused(tfds_dir,
                                                                              monkeypatch):
-    from pdiff_jax import alignment
+    from pdiff_jax.zoo import alignment
 
     # As if the smoke config's cnn_bn had no spec yet.
     monkeypatch.setattr(alignment, "SEQUENTIAL_MODELS", ("mlp3", "convnet3"))

@@ -1,4 +1,4 @@
-"""Tests for pdiff_jax.convert: timm / torchvision state dicts -> Flax variables.
+"""Tests for pdiff_jax.models.convert: timm / torchvision state dicts -> Flax variables.
 
 The mapping tests without torch use state dicts synthesised from the Flax shapes.
 The end-to-end tests build randomly initialised timm models (torch and timm are
@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from pdiff_jax.convert import (
+from pdiff_jax.models.convert import (
     WeightConversionError,
     convnext_torch_name,
     infer_model_def,

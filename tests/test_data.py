@@ -13,7 +13,6 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pdiff_jax import sharding
 from pdiff_jax.data import (
     DATASETS,
     DataFormatError,
@@ -26,6 +25,7 @@ from pdiff_jax.data import (
 )
 from pdiff_jax.data import prepare_bundled_mnist as prepare
 from pdiff_jax.data.bundled_mnist import NPZ_PATH
+from pdiff_jax.runtime import sharding
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -533,7 +533,7 @@ def test_crop_flip_is_a_padded_crop_or_its_mirror():
 def test_batches_split_over_eight_devices():
     code = """
 import numpy as np, jax
-from pdiff_jax import sharding
+from pdiff_jax.runtime import sharding
 from pdiff_jax.data import iterate_batches
 mesh = sharding.make_mesh()
 x = np.arange(19, dtype=np.float32)[:, None]

@@ -14,12 +14,13 @@ from test_generator import (
     tiny_zoo,
 )
 
-from pdiff_jax import dispatch, training
-from pdiff_jax.checkpoint import restore_pytree
 from pdiff_jax.data import load_dataset, resident
 from pdiff_jax.data.batches import apply_crop_flip, crop_flip
 from pdiff_jax.models import get_model
-from pdiff_jax.train_loop import TrainingDivergedError, resumable_loop
+from pdiff_jax.runtime import dispatch
+from pdiff_jax.runtime.checkpoint import restore_pytree
+from pdiff_jax.runtime.train_loop import TrainingDivergedError, resumable_loop
+from pdiff_jax.zoo import training
 
 # A few steps only: early SGD with BatchNorm amplifies float rounding (measured: 2e-7
 # after one step, 5e-6 after three, 5e-3 after ten), so longer runs cannot be compared.

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from pdiff_jax import distributed
+from pdiff_jax.runtime import distributed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_sharding import (
@@ -166,7 +166,7 @@ def test_sweep_expands_the_paper_ablations(config):
 
 def test_sweep_rejects_an_unknown_key():
     sweep = _load_sweep_module()
-    from pdiff_jax.default_config import get_config
+    from pdiff_jax.config.defaults import get_config
 
     with pytest.raises(ValueError, match=r"zoo\.num_modles"):
         sweep.check_overrides(get_config(), "typo", {"zoo.num_modles": 3})

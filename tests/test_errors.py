@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from pdiff_jax import errors
-from pdiff_jax.checkpoint import CheckpointError
-from pdiff_jax.config_check import ConfigError, SelectorError, WorkdirError
+from pdiff_jax.config.check import ConfigError, SelectorError, WorkdirError
 from pdiff_jax.data.catalog import DataFormatError, DataMissingError
 from pdiff_jax.generator import TrainingDivergedError
-from pdiff_jax.subset import SubsetError
+from pdiff_jax.params.subset import SubsetError
+from pdiff_jax.runtime.checkpoint import CheckpointError
 
 ROOT = Path(__file__).resolve().parent.parent
 

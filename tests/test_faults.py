@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError, read_json, restore_pytree
+from pdiff_jax.runtime.checkpoint import CheckpointError, read_json, restore_pytree
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 240

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError, restore_pytree
 from pdiff_jax.generator import (
     SamplerSettings,
     TrainedGenerator,
@@ -27,6 +26,7 @@ from pdiff_jax.generator import (
 from pdiff_jax.generator.autoencoder import FCAutoencoder, ParamAutoencoder, build, geometry
 from pdiff_jax.generator.normalize import denormalize, fit_normalizer, normalize
 from pdiff_jax.generator.stages import plain
+from pdiff_jax.runtime.checkpoint import CheckpointError, restore_pytree
 
 REPO = Path(__file__).resolve().parents[1]
 K, D = 32, 64
@@ -313,7 +313,7 @@ MESH_SCRIPT = textwrap.dedent("""
     import jax
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[1] + "/tests")
-    from pdiff_jax.sharding import make_mesh
+    from pdiff_jax.runtime.sharding import make_mesh
     from test_generator import mesh_run
     assert jax.device_count() == 8
     print(json.dumps(mesh_run(sys.argv[2], make_mesh(), ae_source=sys.argv[3])))

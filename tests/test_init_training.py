@@ -7,12 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from pdiff_jax import training
 from pdiff_jax.evaluation import init_training as it
 from pdiff_jax.evaluation.evaluator import make_evaluator
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec, flatten_subset
-from pdiff_jax.zoo import Zoo
+from pdiff_jax.params.subset import ParamSpec, flatten_subset
+from pdiff_jax.zoo import training
+from pdiff_jax.zoo.store import Zoo
 
 TRAIN = dict(optimizer="sgd", lr=0.05, batch_size=64, momentum=0.9)
 

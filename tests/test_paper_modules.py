@@ -30,7 +30,7 @@ from pdiff_jax.generator.paper_modules import (
 )
 from pdiff_jax.generator.stages import plain
 from pdiff_jax.generator.train import ae_train_step, diffusion_train_step, init_generator_state
-from pdiff_jax.training import make_optimizer
+from pdiff_jax.runtime.optimizer import make_optimizer
 
 
 def build_autoencoder(D, cfg):

@@ -9,7 +9,7 @@ import pytest
 
 import pdiff_jax
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError, restore_pytree
+from pdiff_jax.runtime.checkpoint import CheckpointError, restore_pytree
 
 
 def test_main_runs_every_stage(smoke_run):
@@ -98,7 +98,7 @@ def test_report_only_config_change_is_accepted(smoke_run):
 
 
 def test_evaluate_api_returns_results(smoke_run):
-    import pdiff_jax.zoo  # a submodule import must not shadow pdiff_jax.evaluate
+    import pdiff_jax.zoo.store  # a submodule import must not shadow pdiff_jax.evaluate
 
     workdir = smoke_run[0]
     results = pdiff_jax.evaluate(workdir)

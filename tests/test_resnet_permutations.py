@@ -7,7 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax.alignment import (
+from pdiff_jax.models import get_model
+from pdiff_jax.models.registry import ModelDef
+from pdiff_jax.models.resnet import ResNet
+from pdiff_jax.params.subset import (
+    ParamSpec,
+    flatten_subset,
+    merge,
+    unflatten_subset,
+    variable_paths,
+)
+from pdiff_jax.zoo.alignment import (
     PermutationSpec,
     align_to_reference,
     align_zoo,
@@ -15,11 +25,7 @@ from pdiff_jax.alignment import (
     permutation_spec_for,
     weight_matching,
 )
-from pdiff_jax.models import get_model
-from pdiff_jax.models.registry import ModelDef
-from pdiff_jax.models.resnet import ResNet
-from pdiff_jax.resnet_permutations import resnet_permutation_spec
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset, variable_paths
+from pdiff_jax.zoo.resnet_permutations import resnet_permutation_spec
 
 INPUT_SHAPE = (32, 32, 3)
 WIDTH = 4

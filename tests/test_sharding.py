@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from pdiff_jax import sharding
+from pdiff_jax.runtime import sharding
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("PDIFF_TEST_JAX_CACHE", ROOT / ".pytest_cache" / "jax"))
@@ -37,12 +37,12 @@ def _flat(tree) -> np.ndarray:
 
 def _workloads(data_dir: str, out_dir: str):
     """``[(name, fn)]``; each fn returns a dict of host arrays to compare."""
-    from pdiff_jax import training
     from pdiff_jax.data import load_dataset
     from pdiff_jax.evaluation.evaluator import ManyModelEvaluator, compute_tail_inputs
     from pdiff_jax.models import get_model
-    from pdiff_jax.sharding import make_mesh
-    from pdiff_jax.subset import ParamSpec, flatten_subset
+    from pdiff_jax.params.subset import ParamSpec, flatten_subset
+    from pdiff_jax.runtime.sharding import make_mesh
+    from pdiff_jax.zoo import training
 
     mesh = make_mesh()
     ds = load_dataset("mnist", data_dir=data_dir, max_train=512, max_test=96)
@@ -100,12 +100,12 @@ def worker(out_dir: str, data_dir: str) -> None:
     A workload that raises is recorded (type and message) and the others still
     run, so one blocked stage does not hide the rest.
     """
-    from pdiff_jax import distributed
+    from pdiff_jax.runtime import distributed
 
     distributed.maybe_initialize()
     jax.config.update("jax_compilation_cache_dir", str(CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    from pdiff_jax import dispatch, sharding
+    from pdiff_jax.runtime import dispatch, sharding
 
     arrays, report = {}, {"devices": jax.device_count(), "processes": jax.process_count(),
                           "errors": {}, "seconds": {},

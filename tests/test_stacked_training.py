@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pdiff_jax import stacked_training as st
-from pdiff_jax import training
 from pdiff_jax.models import get_model
+from pdiff_jax.zoo import stacked_training as st
+from pdiff_jax.zoo import training
 
 INPUT_SHAPE = (16, 16, 3)
 G = 3

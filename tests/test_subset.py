@@ -1,4 +1,4 @@
-"""Tests for pdiff_jax.subset: flat vectors <-> subsets of network variables."""
+"""Tests for pdiff_jax.params.subset: flat vectors <-> subsets of network variables."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.flatten_util import ravel_pytree
 
-from pdiff_jax.subset import (
+from pdiff_jax.params.subset import (
     ParamSpec,
     SubsetError,
     flatten_subset,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pdiff_jax.models import get_model, list_models
-from pdiff_jax.subset import (
+from pdiff_jax.params.subset import (
     ParamSpec,
     SubsetError,
     flatten_subset,

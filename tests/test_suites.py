@@ -19,8 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pdiff_jax import aggregate, suite_placement, suite_runner, suite_zoos, suites
 from pdiff_jax.evaluation import report
+from pdiff_jax.suites import aggregate
+from pdiff_jax.suites import catalog as suites
+from pdiff_jax.suites import placement as suite_placement
+from pdiff_jax.suites import runner as suite_runner
+from pdiff_jax.suites import shared_zoos as suite_zoos
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +41,7 @@ def _tiny_config(tmp_path, data_dir: str = "") -> Path:
     """A config file: the smoke config made smaller, with a 'pair' suite (+ a broken run)."""
     path = tmp_path / "tiny.py"
     path.write_text(textwrap.dedent(f"""
-        from pdiff_jax.default_config import get_config as _base
+        from pdiff_jax.config.defaults import get_config as _base
 
 
         def get_config(arg=None):
@@ -68,7 +72,7 @@ def _tiny_config(tmp_path, data_dir: str = "") -> Path:
 
 
 def test_ablations_cover_the_paper_rows_and_every_override_is_valid():
-    from pdiff_jax.default_config import get_config
+    from pdiff_jax.config.defaults import get_config
 
     runs = suites.ablations(arch="cnn_bn", mode="subset")
     assert runs["default"] == {}
@@ -91,7 +95,7 @@ def test_layer_depth_selectors_pick_bn_layers_of_the_architecture(arch, sizes):
     import jax
 
     from pdiff_jax.models import get_model
-    from pdiff_jax.subset import ParamSpec
+    from pdiff_jax.params.subset import ParamSpec
 
     kwargs = {"stem": "cifar"} if arch == "resnet18" else {}
     shape = (32, 32, 3) if arch == "resnet18" else (28, 28, 1)
@@ -210,7 +214,7 @@ def test_aggregate_matches_the_runs_results_and_shows_unfinished_runs(tmp_path):
 def test_an_older_versions_run_is_finished_and_shares_its_zoo(tmp_path):
     # A run made before some keys existed (their defaults keep the old behaviour) is the
     # run the current config would make: not stale, and its zoo is shared.
-    from pdiff_jax.default_config import get_config
+    from pdiff_jax.config.defaults import get_config
     from pdiff_jax.pipeline import STAGES
 
     current = json.loads(get_config("smoke").to_json_best_effort())
@@ -255,9 +259,9 @@ def test_run_state_sees_stale_and_takeover_workdirs(tmp_path):
 def test_last_error_line_finds_the_traceback_end_past_progress_bars(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("I1127 main.py] workdir\nTraceback (most recent call last):\n"
-                   '  File "x.py", line 1\npdiff_jax.subset.SubsetError: no variable\n'
+                   '  File "x.py", line 1\npdiff_jax.params.subset.SubsetError: no variable\n'
                    "step 1/2\rstep 2/2\n\n")
-    assert suite_runner.last_error_line(log) == "pdiff_jax.subset.SubsetError: no variable"
+    assert suite_runner.last_error_line(log) == "pdiff_jax.params.subset.SubsetError: no variable"
     log.write_text("only\rlast words\n")
     assert suite_runner.last_error_line(log) == "last words"
 

@@ -6,14 +6,14 @@ import json
 import pytest
 
 from pdiff_jax import artifacts
-from pdiff_jax.config_diff import config_differences
-from pdiff_jax.default_config import get_config
-from pdiff_jax.pipeline import STAGES
-from pdiff_jax.workdir_config import (
+from pdiff_jax.config.defaults import get_config
+from pdiff_jax.config.diff import config_differences
+from pdiff_jax.config.workdir import (
     WorkdirConflict,
     adopt,
     check_prerequisites,
 )
+from pdiff_jax.pipeline import STAGES
 
 
 def _changed_config():

@@ -5,8 +5,8 @@ import jax
 import numpy as np
 
 from pdiff_jax.models import get_model
-from pdiff_jax.subset import ParamSpec
-from pdiff_jax.zoo import Zoo, load_zoo, save_zoo
+from pdiff_jax.params.subset import ParamSpec
+from pdiff_jax.zoo.store import Zoo, load_zoo, save_zoo
 
 
 def test_saved_zoo_restores_exactly(tmp_path):

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
-from pdiff_jax import sharding
+from pdiff_jax.config.choices import AUGMENTATIONS
+from pdiff_jax.runtime import sharding
 
 CROP_PAD = 4
-_AUGMENTATIONS = (None, "crop_flip")
 
 
 def crop_flip(x: np.ndarray, rng: np.random.Generator, *, pad: int = CROP_PAD) -> np.ndarray:
@@ -95,8 +95,8 @@ def iterate_batches(
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if augment not in _AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {_AUGMENTATIONS}, got {augment!r}")
+    if (augment or "") not in AUGMENTATIONS:   # None and '' both mean none
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     if mesh is not None and batch_size % mesh.devices.size:
         raise ValueError(
             f"batch_size {batch_size} is not a multiple of the {mesh.devices.size} devices"

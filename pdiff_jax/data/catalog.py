@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from pdiff_jax.errors import UserError
+
 # Channel statistics on the [0, 1] scale, computed on each training set.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class DataMissingError(RuntimeError):
+class DataMissingError(RuntimeError, UserError):
     """A data set is not available locally; the message says how to obtain it."""
 
 
-class DataFormatError(ValueError):
+class DataFormatError(ValueError, UserError):
     """A user's data file (``.npz``) is malformed; the message names the key and shape."""
 
 

@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff_jax import sharding
 from pdiff_jax.data import preprocess
 from pdiff_jax.data.batches import CROP_PAD, apply_crop_flip
+from pdiff_jax.runtime import sharding
 
 
 class ResidentData(NamedTuple):

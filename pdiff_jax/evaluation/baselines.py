@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff_jax.subset import segment_ids
+from pdiff_jax.params.subset import segment_ids
 
 
 def _as_zoo(zoo) -> jax.Array:

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff_jax.param_spec import STATISTICS as COLLECTION
-from pdiff_jax.param_spec import is_statistic
-from pdiff_jax.subset import ParamSpec, flatten_subset, merge, unflatten_subset
+from pdiff_jax.params.spec import STATISTICS as COLLECTION
+from pdiff_jax.params.spec import is_statistic
+from pdiff_jax.params.subset import ParamSpec, flatten_subset, merge, unflatten_subset
 
 
 def recompute_batch_stats(model_def, variables: dict, images) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from pdiff_jax import artifacts
 from pdiff_jax.evaluation import baselines, protocol
 
 TARGET_FRACTION = 0.8   # the share of a level's samples that should land in its range
@@ -177,10 +178,10 @@ def append_to_report(results: Mapping, workdir) -> Path | None:
     if not conditional:
         return None
     workdir = Path(workdir)
-    picture = plot_levels(workdir / "conditional_levels.png", conditional)
+    picture = plot_levels(workdir / artifacts.CONDITIONAL_LEVELS_PNG, conditional)
     lines = [*markdown(conditional), f"![conditional levels]({picture.relative_to(workdir)})",
              ""]
-    report = workdir / "report.md"
+    report = workdir / artifacts.REPORT_MD
     with report.open("a") as f:
         f.write("\n" + "\n".join(lines))
     return report

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from pdiff_jax import sharding
-from pdiff_jax.subset import ParamSpec, merge, unflatten_subset
+from pdiff_jax.config.choices import VECTORIZE
+from pdiff_jax.params.subset import ParamSpec, merge, unflatten_subset
+from pdiff_jax.runtime import sharding
 
 
 def _forward(variables, x, *, model_def, start=None, stop=None):
@@ -82,7 +83,7 @@ class ManyModelEvaluator:
                  splits: dict[str, tuple[np.ndarray, np.ndarray]], *, split_point=None,
                  mesh=None, batch_size: int = 1000, models_per_call: int = 100,
                  vectorize: str = "vmap"):
-        if vectorize not in ("vmap", "map"):
+        if vectorize not in VECTORIZE:
             raise ValueError(f"vectorize must be 'vmap' or 'map', not {vectorize!r}")
         self.spec = spec
         self.mesh = mesh or sharding.make_mesh()

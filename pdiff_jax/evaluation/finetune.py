@@ -11,11 +11,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from pdiff_jax import training
 from pdiff_jax.evaluation import baselines, novelty
 from pdiff_jax.evaluation.groups import measure
 from pdiff_jax.evaluation.report import Group
-from pdiff_jax.subset import merge, unflatten_subset
+from pdiff_jax.params.subset import merge, unflatten_subset
+from pdiff_jax.zoo import training
 
 
 def finetuned_neighbours(groups: dict[str, Group], key, *, evaluator, zoo, model_def,

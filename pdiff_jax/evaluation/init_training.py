@@ -25,9 +25,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pdiff_jax import training
 from pdiff_jax.evaluation.evaluator import compute_tail_inputs
-from pdiff_jax.subset import flatten_subset, merge, unflatten_subset
+from pdiff_jax.params.subset import flatten_subset, merge, unflatten_subset
+from pdiff_jax.zoo import training
 
 INIT_KINDS = ("pdiff", "zoo_mean", "zoo_member", "random")
 LABELS = {"pdiff": "(a) p-diff samples", "zoo_mean": "(b) zoo mean",

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from pdiff_jax import artifacts
+
 _ORIG, _GEN, _NOISE = "tab:blue", "tab:orange", "tab:gray"
 
 
@@ -238,7 +240,8 @@ def plot_all(results: Mapping, outdir, *, latents_orig=None, latents_gen=None,
     if "ensemble" in results and results["ensemble"].get("acc") is not None:
         lines["ensemble"] = results["ensemble"]["acc"]
     if groups:
-        out["accuracy"] = accuracy_distributions(outdir / "accuracy.png", groups, lines=lines)
+        out["accuracy"] = accuracy_distributions(outdir / artifacts.ACCURACY_PNG, groups,
+                                                 lines=lines)
     if "original" in per and "max_iou" in per["original"]:
         points["original"] = (per["original"]["max_iou"], per["original"]["test_acc"])
     if "pdiff" in per and "max_iou" in per["pdiff"]:
@@ -249,11 +252,11 @@ def plot_all(results: Mapping, outdir, *, latents_orig=None, latents_gen=None,
     if "finetuned" in per and "max_iou" in per["finetuned"]:
         points["finetuned"] = (per["finetuned"]["max_iou"], per["finetuned"]["test_acc"])
     if points:
-        out["novelty"] = accuracy_vs_novelty(outdir / "novelty.png", points)
+        out["novelty"] = accuracy_vs_novelty(outdir / artifacts.NOVELTY_PNG, points)
     if latents_orig is not None and latents_gen is not None:
-        out["tsne"] = tsne_latents(outdir / "tsne_latents.png", latents_orig, latents_gen,
+        out["tsne"] = tsne_latents(outdir / artifacts.TSNE_PNG, latents_orig, latents_gen,
                                    latents_noisy)
     if trajectories is not None and zoo is not None:
-        out["trajectories"] = trajectories_2d(outdir / "trajectories.png", trajectories, zoo,
-                                              generated=generated)
+        out["trajectories"] = trajectories_2d(outdir / artifacts.TRAJECTORIES_PNG, trajectories,
+                                              zoo, generated=generated)
     return out

@@ -25,7 +25,7 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     ``timings`` (``{stage: seconds}``, from the stages' artifacts) go to results.json.
     """
     from pdiff_jax.generator import load_generator
-    from pdiff_jax.zoo import load_zoo
+    from pdiff_jax.zoo.store import load_zoo
 
     _, results = artifacts.load_artifact(artifacts.artifact_dir(workdir, artifacts.EVALUATION),
                                          what="evaluation", hint="run the 'evaluate' stage")

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from pdiff_jax import artifacts
 from pdiff_jax.evaluation import novelty as nov
 from pdiff_jax.evaluation import protocol
 
@@ -177,7 +178,7 @@ def to_jsonable(obj):
 
 def write_results_json(results: Mapping, workdir) -> Path:
     """Write `results` (made strict-JSON safe) to workdir/results.json; return the path."""
-    path = Path(workdir) / "results.json"
+    path = Path(workdir) / artifacts.RESULTS_JSON
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(results), indent=1, allow_nan=False) + "\n")
     return path
@@ -350,7 +351,7 @@ def write_report(results: Mapping, workdir, pictures: Mapping[str, Path] | None 
     if "config" in meta:
         cfg = json.dumps(to_jsonable(meta["config"]), indent=1)
         lines += ["", "## Config", "", "```json", cfg, "```"]
-    path = workdir / "report.md"
+    path = workdir / artifacts.REPORT_MD
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -15,7 +15,7 @@ The pipeline (``pdiff_jax.pipeline``) wires these stages to the workdir;
 ``load_generator(workdir)`` rebuilds a trained one from its artifacts.
 """
 
-from pdiff_jax.train_loop import TrainingDivergedError
+from pdiff_jax.runtime.train_loop import TrainingDivergedError
 
 from .config import default_generator_config
 from .sampling import SamplerSettings

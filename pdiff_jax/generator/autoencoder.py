@@ -18,7 +18,7 @@ Noise augmentation (training only, rng stream ``noise``): Gaussian noise of std
 parameters; in normalized units the amplitude means the same for every zoo) and
 ``latent_noise`` on the latent. Set either to 0 to switch it off.
 
-Two architectures, chosen by ``autoencoder.model.kind`` (see :func:`build`):
+Two architectures, chosen by ``autoencoder.model.kind`` (``registry.build_autoencoder``):
 ``conv`` (:class:`ParamAutoencoder`, above) suits subsets whose members are
 snapshots of one model; ``fc`` (:class:`FCAutoencoder`) suits entire-network
 zoos of independently trained members, which must each be reproduced: its
@@ -35,10 +35,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .kinds import pick_kind
-from .paper_modules import PaperAutoencoder
+from pdiff_jax.config.choices import NORMS
 
-NORMS = ("instance", "group", "batch", "none")
 NUM_STAGES = 4
 
 
@@ -303,24 +301,6 @@ class FCAutoencoder(nn.Module):
         # The stage's loss is MSE(output, x); shifting the output by x - x_mix makes it
         # exactly MSE(decode(z_mix), x_mix).
         return x + (self.decode(z_mix, train) - x_mix), z
-
-
-# The ablations' kinds subclass or mirror the ones above, so they are imported here.
-from .identity_ae import IdentityAutoencoder  # noqa: E402
-from .vae import VariationalAutoencoder  # noqa: E402
-
-# 'paper': the authors' own autoencoder, ported exactly (paper_modules.py); 'vae': the conv
-# AE made variational (vae.py); 'identity': no autoencoder, diffusion on the parameters.
-AUTOENCODERS = {"conv": ParamAutoencoder, "fc": FCAutoencoder, "paper": PaperAutoencoder,
-                "vae": VariationalAutoencoder, "identity": IdentityAutoencoder}
-
-
-def build(D: int, kind: str = "conv", **kwargs):
-    """The autoencoder of ``kind`` (a key of ``AUTOENCODERS``) for vectors of D numbers;
-    ``kwargs`` is the config section ``autoencoder.model`` (see ``kinds.pick_kind``)."""
-    cls, own = pick_kind(AUTOENCODERS, kind, kwargs, section="autoencoder.model",
-                         derived=("D",))
-    return cls(D=D, **own)
 
 
 def reconstruction_loss(recon, target):

@@ -27,13 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pdiff_jax import sharding
+from pdiff_jax.config.choices import CONDITION_KINDS as KINDS
+from pdiff_jax.config.choices import CONDITION_ON as ON
+from pdiff_jax.runtime import sharding
 
 from .diffusion import Schedule, diffusion_loss
 from .train import _apply_update
 
-KINDS = ("none", "level", "value")
-ON = ("test", "train")
 NULL = -1.0
 
 

@@ -16,16 +16,11 @@ unconditional.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
-
-from .kinds import pick_kind
-from .latent_fit import GaussianFit, KDEFit
-from .paper_modules import PaperDenoiser
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -136,29 +131,3 @@ class UNet1D(nn.Module):
         out = nn.Conv(C, (self.kernel_size,), padding="SAME",
                       kernel_init=nn.initializers.zeros)(h)
         return out[:, :L]
-
-
-# 'paper': the authors' AE_CNN_bottleneck, ported exactly (paper_modules.py).
-# 'gaussian', 'kde': no network, a density fitted to the latents (latent_fit.py).
-DENOISERS = {"unet": UNet1D, "paper": PaperDenoiser, "gaussian": GaussianFit, "kde": KDEFit}
-
-
-def build(kind: str = "unet", *, num_timesteps: int = 1000, condition: str = "none",
-          num_levels: int = 0, **kwargs) -> nn.Module:
-    """The denoiser of ``kind`` ('unet' | 'paper'), or the latent fit ('gaussian' | 'kde',
-    a ``latent_fit`` dataclass, not a module); ``kwargs`` is the config section
-    ``diffusion.model`` (see ``kinds.pick_kind``). ``num_timesteps`` is the process's T
-    (the paper denoiser embeds each t in a table). ``condition`` / ``num_levels`` come
-    from ``generator.condition`` (only 'unet' takes a condition)."""
-    cls, own = pick_kind(DENOISERS, kind, kwargs, section="diffusion.model",
-                         derived=("num_timesteps", "condition", "num_levels"))
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if "num_timesteps" in fields:
-        own["num_timesteps"] = int(num_timesteps)
-    if condition != "none":
-        if "condition" not in fields:
-            raise ValueError(f"the {kind!r} denoiser is unconditional; use "
-                             "--config.generator.diffusion.model.kind=unet for "
-                             f"generator.condition.kind={condition!r}")
-        own.update(condition=condition, num_levels=int(num_levels))
-    return cls(**own)

@@ -44,8 +44,6 @@ class KDEFit:
     kind = "kde"
 
 
-LATENT_FITS = (GaussianFit, KDEFit)
-
 
 def scott_factor(n: int, d: int) -> float:
     """Scott's rule bandwidth factor ``n ** (-1 / (d + 4))``."""

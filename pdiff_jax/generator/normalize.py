@@ -26,9 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pdiff_jax.subset import segment_ids
-
-MODES = ("coordinate", "tensor", "none")
+from pdiff_jax.config.choices import NORMALIZATION_MODES as MODES
+from pdiff_jax.params.subset import segment_ids
 
 
 class Normalizer(NamedTuple):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-SAMPLERS = ("ddpm", "ddim")
+from pdiff_jax.config.choices import SAMPLERS
+
 DDIM_DEFAULT_STEPS = 50   # the DDIM paper's usual budget; ~20x faster than 1000 DDPM steps
 
 

@@ -19,16 +19,15 @@ import jax
 import numpy as np
 
 from pdiff_jax.errors import MismatchError
-from pdiff_jax.training import make_optimizer
+from pdiff_jax.runtime.optimizer import make_optimizer
 
-from . import autoencoder as ae_lib
-from . import denoiser as denoiser_lib
 from . import diffusion as dp
 from .conditioning import ConditionSettings, conditional_diffusion_train_step
 from .diagnostics import latent_diagnostics
 from .kinds import plain
-from .latent_fit import LATENT_FITS, fit_latents
+from .latent_fit import fit_latents
 from .normalize import denormalize, fit_normalizer, normalize
+from .registry import build_autoencoder, build_denoiser, build_latent_fit, is_latent_fit
 from .train import (
     TrainSettings,
     ae_train_step,
@@ -83,7 +82,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     model_kwargs = plain(model)
     norm = fit_normalizer(x, segments, **plain(normalization))
     xn = normalize(norm, x).astype(np.float32)   # [K, n]: n = D, or the principal components
-    ae = ae_lib.build(norm.out_dim, **model_kwargs)
+    ae = build_autoencoder(norm.out_dim, **model_kwargs)
     k_init, k_train = jax.random.split(key)
     variables = ae.init({"params": k_init}, np.zeros((1, norm.out_dim), np.float32),
                         train=False)
@@ -148,9 +147,8 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     (``latent_fit.fit_latents``: its arrays).
     """
     latents = np.asarray(latents, np.float32)
-    fit = denoiser_lib.build(**plain(model))
-    if isinstance(fit, LATENT_FITS):  # 'gaussian' / 'kde': a closed-form fit, no training
-        arrays, fit_meta = fit_latents(fit, latents)
+    if is_latent_fit(plain(model).get("kind", "unet")):   # a closed-form fit, no training
+        arrays, fit_meta = fit_latents(build_latent_fit(**plain(model)), latents)
         return arrays, {"process": plain(process), "model": plain(model), "steps": 0,
                         "ae_fingerprint": ae_fingerprint, "fit": fit_meta, "n_params": 0}
     # Diffusion runs on unit-scale latents; the scale is stored and undone at sampling.
@@ -159,7 +157,7 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     settings = TrainSettings(**plain(train))
     sched = dp.linear_schedule(**plain(process))
     cond = ConditionSettings(**plain(condition or {}))
-    denoiser = denoiser_lib.build(num_timesteps=sched.T, **plain(model),
+    denoiser = build_denoiser(num_timesteps=sched.T, **plain(model),
                                   **cond.denoiser_kwargs())
     k_init, k_train = jax.random.split(key)
     variables = denoiser.init(k_init, data[:1], np.zeros((1,), np.int32))

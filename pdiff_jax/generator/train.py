@@ -8,7 +8,7 @@ noise) comes from ``fold_in(key, s)``, so a run resumed from a checkpoint
 to an uninterrupted one.
 
 Steps per dispatch (``TrainSettings.steps_per_dispatch``, 0 = the backend's
-choice, ``pdiff_jax.dispatch``): on a GPU a step at D = 2,048 is ~2 ms and the
+choice, ``pdiff_jax.runtime.dispatch``): on a GPU a step at D = 2,048 is ~2 ms and the
 launch from Python dominates, so k steps run in one ``lax.scan``
 (``multi_step``); on XLA CPU a conv weight gradient inside ``lax.scan``
 measured ~90x slower than the same step called from Python (CPU_NOTES.md),
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pdiff_jax import dispatch, sharding
-from pdiff_jax.train_loop import resumable_loop
+from pdiff_jax.runtime import dispatch, sharding
+from pdiff_jax.runtime.train_loop import resumable_loop
 
 from .autoencoder import reconstruction_loss
 from .diffusion import Schedule, diffusion_loss
@@ -51,7 +51,7 @@ class TrainSettings:
     ema_decay: float = 0.0
     log_every: int = 50
     checkpoint_every: int = 500
-    steps_per_dispatch: int = 0   # 0 = the backend's choice (pdiff_jax.dispatch)
+    steps_per_dispatch: int = 0   # 0 = the backend's choice (pdiff_jax.runtime.dispatch)
 
 
 def ema_decay_at(step, decay: float):

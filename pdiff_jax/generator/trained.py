@@ -1,7 +1,8 @@
 """A trained generator, rebuilt from its stored artifacts: encode, decode, sample.
 
 ``TrainedGenerator`` holds the autoencoder (with the zoo normalizer and the
-zoo's latents) and, once trained, the latent denoiser. The modules are rebuilt
+zoo's latents) and, once trained, its latent prior (``priors.py``: a denoiser, or a
+density fitted to the latents). The modules are rebuilt
 from the keyword arguments stored in the artifacts' meta, so loading needs no
 config. ``load_generator(workdir)`` reads ``artifacts.AUTOENCODER`` and
 ``artifacts.DIFFUSION``.
@@ -19,20 +20,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.checkpoint import CheckpointError
 from pdiff_jax.errors import MismatchError
+from pdiff_jax.runtime.checkpoint import CheckpointError
 
-from . import autoencoder as ae_lib
-from . import denoiser as denoiser_lib
-from . import diffusion as dp
-from . import latent_fit
-from .conditioning import ConditionSettings, as_condition, guided_eps_fn
+from .conditioning import ConditionSettings
 from .kinds import plain
 from .normalize import denormalize, normalize, normalizer_from_arrays
+from .priors import load_prior
+from .registry import build_autoencoder
 from .sampling import SamplerSettings
 
 DEFAULT_SAMPLER = SamplerSettings()
-LATENT_FIT_KINDS = ("gaussian", "kde")
 TRAIN_HINT = "run `python -m pdiff_jax.main --workdir {workdir} --stages={stage}`"
 
 
@@ -59,10 +57,6 @@ def _decode(variables, z, *, model):
     return model.apply(variables, z, train=False, method="decode")
 
 
-def model_is_conditional(model) -> bool:
-    return getattr(model, "condition", "none") != "none"
-
-
 def _chunked(fn, x, rows: int):
     """Apply fn to fixed-size chunks (last one padded: one compilation)."""
     n = x.shape[0]
@@ -86,22 +80,6 @@ def decode_normalized(model, variables, z) -> np.ndarray:
                     chunk_rows(model.D))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "shape", "sampler", "steps", "eta",
-                                             "clip", "trajectory", "guidance_scale"))
-def _sample_latents(params, sched, key, condition=None, *, model, shape, sampler, steps, eta,
-                    clip, trajectory, guidance_scale=1.0):
-    if model_is_conditional(model):
-        eps_fn = guided_eps_fn(lambda x, t, c: model.apply({"params": params}, x, t, c),
-                               condition, guidance_scale)
-    else:
-        eps_fn = lambda x, t: model.apply({"params": params}, x, t)
-    if sampler == "ddpm":
-        return dp.ddpm_sample(eps_fn, sched, key, shape, clip_x0=clip,
-                              return_trajectory=trajectory)
-    return dp.ddim_sample(eps_fn, sched, key, shape, steps=steps, eta=eta, clip_x0=clip,
-                          return_trajectory=trajectory)
-
-
 class TrainedGenerator:
     """A trained p-diff generator (parameter autoencoder + latent diffusion)."""
 
@@ -113,7 +91,7 @@ class TrainedGenerator:
         self.meta = ae_meta
         ae_kwargs = plain(ae_meta["model"])
         # The AE sees the normalized vector, or its principal coordinates (normalize.py).
-        self.ae = ae_lib.build(int(ae_meta.get("input_dim", self.D)), **ae_kwargs)
+        self.ae = build_autoencoder(int(ae_meta.get("input_dim", self.D)), **ae_kwargs)
         # The module's own bound (inf for the identity 'autoencoder': its latents are
         # the normalized parameters themselves).
         self.latent_bound = float(getattr(self.ae, "latent_bound",
@@ -124,24 +102,14 @@ class TrainedGenerator:
         self.normalizer = normalizer_from_arrays(ae_arrays["normalizer"])
         self.zoo_latents = ae_arrays["latents"]  # f32[K, L, C]
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
-        self.has_diffusion = diff_arrays is not None
-        self.condition = ConditionSettings()
-        if self.has_diffusion:
-            stored = plain(diff_meta.get("condition", {}))
-            self.condition = ConditionSettings(**{f.name: stored[f.name] for f in
-                                                  dataclasses.fields(ConditionSettings)
-                                                  if f.name in stored})
-        self.latent_fit = None   # 'gaussian' | 'kde': latents drawn from a fit (latent_fit.py)
-        if self.has_diffusion and diff_meta["model"].get("kind") in LATENT_FIT_KINDS:
-            self.latent_fit = diff_meta["model"]["kind"]
-            self.fit_arrays = diff_arrays
-        elif self.has_diffusion:
-            self.denoiser = denoiser_lib.build(
-                num_timesteps=diff_meta["process"]["num_timesteps"], **plain(diff_meta["model"]),
-                **self.condition.denoiser_kwargs())
-            self.denoiser_params = diff_arrays["params"]
-            self.latent_scale = float(diff_arrays["latent_scale"])
-            self.schedule = dp.linear_schedule(**diff_meta["process"])
+        # Where new latents come from: a trained denoiser or a fitted prior (priors.py);
+        # None until the diffusion stage has run.
+        self.prior = None if diff_arrays is None else load_prior(diff_arrays, diff_meta)
+        self.condition = self.prior.condition if self.prior else ConditionSettings()
+
+    @property
+    def has_diffusion(self) -> bool:
+        return self.prior is not None
 
     # -- autoencoder -------------------------------------------------------------------
     def encode(self, vectors) -> np.ndarray:
@@ -171,30 +139,10 @@ class TrainedGenerator:
                                   "run the pipeline's 'diffusion' stage first")
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive number of samples, got {n!r}")
-        if self.latent_fit is not None:
-            bound = self.latent_bound if settings.clip_denoised else np.inf
-            z = latent_fit.sample_fit(self.latent_fit, self.fit_arrays, key, int(n),
-                                      self.latent_shape, clip=bound if np.isfinite(bound)
-                                      else None)
-            # No path from noise: the "trajectory" is the sample alone.
-            return (z, z[None]) if return_trajectory else z
-        clip = (self.latent_bound * self.latent_scale
-                if settings.clip_denoised and np.isfinite(self.latent_bound) else None)
-        c = as_condition(self.condition, condition, int(n))
-        scale = self.condition.guidance_scale if guidance_scale is None else guidance_scale
-        if not float(scale) >= 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
-        out = _sample_latents(self.denoiser_params, self.schedule, key,
-                              None if c is None else jnp.asarray(c), model=self.denoiser,
-                              shape=(int(n), *self.latent_shape), sampler=settings.sampler,
-                              steps=settings.steps_for(self.schedule.T),
-                              eta=float(settings.eta), clip=clip,
-                              trajectory=bool(return_trajectory),
-                              guidance_scale=float(scale))
-        if return_trajectory:
-            z, traj = out
-            return np.asarray(z) / self.latent_scale, np.asarray(traj) / self.latent_scale
-        return np.asarray(out) / self.latent_scale
+        return self.prior.sample(key, int(n), self.latent_shape, settings,
+                                 bound=self.latent_bound, condition=condition,
+                                 guidance_scale=guidance_scale,
+                                 return_trajectory=return_trajectory)
 
     def sample(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER, *,
                condition=None, guidance_scale: float | None = None) -> np.ndarray:

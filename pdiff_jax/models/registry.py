@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from pdiff_jax.models.layers import record_splits
-from pdiff_jax.subset import variable_paths
+from pdiff_jax.params.subset import variable_paths
 
 Factory = Callable[..., "ModelDef"]
 

@@ -1,0 +1,34 @@
+"""Every allowed value of every config field that takes one of a fixed set: the only place
+they are written down. Plain data, no JAX: the config check, the modules that consume
+the values and the generator's kind registry all read them from here.
+"""
+
+# zoo
+ZOO_MODES = ("subset", "seed")            # snapshots of one network's subset / K seeded nets
+ZOO_STACKS = ("vmap", "unrolled", "grouped")
+# 'merge_many': after weight matching to member 0, each member in turn is matched to the
+# mean of the others until nothing changes (Git Re-Basin's MergeMany).
+ZOO_ALIGNS = ("none", "weight_matching", "merge_many")
+PLACEMENTS = ("auto", "host", "device")   # where a training set lives (runtime/dispatch.py)
+PRECISIONS = ("f32", "bf16")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+AUGMENTATIONS = ("", "crop_flip")         # '' = none
+
+# data
+CHANNELS = (0, 1, 3)                      # 0 = as the data set has them
+
+# generator
+NORMALIZATION_MODES = ("coordinate", "tensor", "none")
+AUTOENCODER_KINDS = ("conv", "fc", "paper", "vae", "identity")
+DENOISER_KINDS = ("unet", "paper")        # trained by the diffusion stage
+LATENT_FIT_KINDS = ("gaussian", "kde")    # fitted in closed form instead of a denoiser
+DIFFUSION_MODEL_KINDS = DENOISER_KINDS + LATENT_FIT_KINDS
+PAPER_AE_SIZES = ("medium", "small")
+NORMS = ("instance", "group", "batch", "none")
+SAMPLERS = ("ddpm", "ddim")
+CONDITION_KINDS = ("none", "level", "value")
+CONDITION_ON = ("test", "train")
+
+# evaluate
+VECTORIZE = ("vmap", "map")
