@@ -51,7 +51,7 @@ def get_config(arg=None):
     config.model.name = model
     config.model.kwargs = kwargs
     config.zoo.lr = lr
-    config.evaluate.update(num_baseline=20, finetune_pairs=0, tsne=False, trajectories=0)
+    config.evaluate.update(finetune_pairs=0, tsne=False, trajectories=0)
     if "smoke" in args:
         shrink_for_smoke(config)
         config.zoo.num_models = 4

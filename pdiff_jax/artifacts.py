@@ -48,7 +48,7 @@ METRICS_JSONL, CHECKPOINTS = "metrics.jsonl", "checkpoints"
 # The report's pictures, beside report.md.
 ACCURACY_PNG, NOVELTY_PNG, TSNE_PNG, TRAJECTORIES_PNG = (
     "accuracy.png", "novelty.png", "tsne_latents.png", "trajectories.png")
-CONDITIONAL_LEVELS_PNG = "conditional_levels.png"
+CONDITIONAL_LEVELS_PNG, FRONTIER_PNG = "conditional_levels.png", "frontier.png"
 # A suite: per run, and at its root.
 RUN_LOG, SWEEP_STATUS_JSON = "run.log", ".sweep_status.json"
 SUITE_MD, SUITE_JSON = "suite.md", "suite.json"

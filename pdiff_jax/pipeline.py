@@ -150,7 +150,34 @@ def _evaluate(run: Run, key, log):
             evaluator, zoo, arrays["pdiff"], samples["condition_level"],
             sample_meta["condition"], key=jax.random.fold_in(key, 7),
             noise_amplitude=max(e.noise_amplitudes, default=0.1), n_noise=e.num_baseline)
+    if e.frontier.enabled:
+        results["frontier"] = _frontier(run, jax.random.fold_in(key, 11), arrays["original"])
     return arrays, results
+
+
+def _frontier(run: Run, key, zoo_arrays) -> dict:
+    """The accuracy-novelty frontier of every trivial family and of p-diff (evaluate stage)."""
+    from pdiff_jax.evaluation.finetune import finetuned_members
+    from pdiff_jax.evaluation.frontier import FrontierSettings, compute_frontier
+    from pdiff_jax.evaluation.groups import measure, unpack_group
+
+    e, z, zoo, evaluator = run.config.evaluate, run.config.zoo, run.zoo, run.group_evaluator
+    generator, sampler = run.generator(), run.sampler_settings()
+
+    def sample_pdiff(temperature, k):
+        settings = dataclasses.replace(sampler, temperature=temperature)
+        return np.asarray(generator.decode(generator.sample_latents(k, e.num_generated,
+                                                                    settings)), np.float32)
+
+    finetune = functools.partial(
+        finetuned_members, evaluator=evaluator, zoo=zoo, model_def=run.model_def,
+        optimizer=z.subset_optimizer, lr=z.subset_lr, batch_size=z.subset_batch_size,
+        momentum=z.momentum, mesh=run.mesh)
+    return compute_frontier(
+        FrontierSettings.from_section(e.frontier), key=key, zoo=zoo,
+        zoo_measured=unpack_group(zoo_arrays, zoo.vectors, len(evaluator.inputs["test"][1])),
+        measure=functools.partial(measure, evaluator), sample_pdiff=sample_pdiff,
+        finetune=finetune, n=e.num_generated)
 
 
 def _report(run: Run, key, log):
@@ -189,7 +216,7 @@ STAGES = (
           tuple(f"evaluate.{k}" for k in ("batch_size", "models_per_call", "vectorize",
                                           "num_baseline", "noise_amplitudes", "average_k",
                                           "finetune_pairs", "finetune_steps",
-                                          "recompute_batch_stats")), _evaluate),
+                                          "recompute_batch_stats", "frontier")), _evaluate),
     Stage("report", None, ("evaluate.tsne",), _report),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

@@ -94,7 +94,7 @@ NONNEGATIVE_INTS = (
 )
 POSITIVE_NUMBERS = (
     "zoo.lr", "zoo.subset_lr", *(f"{s}.learning_rate" for s in _TRAIN_SECTIONS),
-    f"{_AE}.model.latent_bound",
+    f"{_AE}.model.latent_bound", "generator.sampling.temperature",
 )
 NONNEGATIVE_NUMBERS = (
     "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
@@ -239,6 +239,35 @@ def _check_relations(config) -> None:
 
     _check_sampler_steps(config)
     _check_condition(config)
+    _check_frontier(config)
+
+
+def _check_frontier(config) -> None:
+    """``evaluate.frontier``: every family's knobs in range; every group drawn equally."""
+    generated, baseline = (get_field(config, f"evaluate.{k}")
+                           for k in ("num_generated", "num_baseline"))
+    if baseline != generated:   # like with like: "best of n" depends on n
+        fail("evaluate.num_baseline", f"equal to evaluate.num_generated = {generated} (every "
+             "group gets the same number of draws)", baseline,
+             f"use --config.evaluate.num_baseline={generated}")
+    ranges = {"noise": ("positive numbers", lambda v: is_number(v) and v > 0),
+              "interpolation": ("numbers in (0, 1]", lambda v: is_number(v) and 0 < v <= 1),
+              "dirichlet": ("integers >= 2", lambda v: is_int(v) and v >= 2),
+              "pca_gaussian": ("positive numbers", lambda v: is_number(v) and v > 0),
+              "finetune": ("positive integers (steps)", lambda v: is_int(v) and v > 0),
+              "pdiff": ("positive numbers (temperatures)", lambda v: is_number(v) and v > 0)}
+    for family, (what, ok) in ranges.items():
+        path = f"evaluate.frontier.{family}"
+        knobs = get_field(config, path)
+        if not (isinstance(knobs, Sequence) and not isinstance(knobs, str)
+                and all(ok(v) for v in knobs)):
+            fail(path, f"a tuple of {what} (empty: leave the family out)", knobs)
+    members = get_field(config, "evaluate.frontier.finetune_members")
+    if not (is_int(members) and members >= 0):
+        fail("evaluate.frontier.finetune_members", "an integer >= 0 (0: num_generated)", members)
+    if not isinstance(get_field(config, "evaluate.frontier.enabled"), bool):
+        fail("evaluate.frontier.enabled", "True or False", get_field(config,
+                                                                     "evaluate.frontier.enabled"))
 
 
 def _check_condition(config) -> None:

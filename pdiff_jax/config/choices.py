@@ -32,3 +32,5 @@ CONDITION_ON = ("test", "train")
 
 # evaluate
 VECTORIZE = ("vmap", "map")
+# The trivial generators of the accuracy-novelty frontier (evaluation/frontier.py).
+FRONTIER_FAMILIES = ("noise", "interpolation", "dirichlet", "pca_gaussian", "finetune")

@@ -22,6 +22,7 @@ import dataclasses
 import ml_collections
 
 from pdiff_jax.config.choices import NORMS
+from pdiff_jax.evaluation.frontier import FrontierSettings
 from pdiff_jax.zoo.settings import ZooSettings
 
 
@@ -49,6 +50,9 @@ def evaluate_defaults() -> ml_collections.ConfigDict:
         recompute_batch_stats=0,
         tsne=True,
         trajectories=4,
+        # The accuracy-novelty frontier of every trivial generator and of p-diff
+        # (evaluation/frontier.py documents each family and knob).
+        frontier=dataclasses.asdict(FrontierSettings()),
     ))
 
 
@@ -108,6 +112,9 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     config.generator.sampling.sampler = "ddim"
     config.generator.sampling.steps = 10
     config.evaluate.trajectories = 2
+    # Two points a family (fine-tuning and mixes left out): the frontier's plumbing, fast.
+    config.evaluate.frontier.update(noise=(0.03, 0.3), interpolation=(0.15, 0.5), dirichlet=(),
+                                    pca_gaussian=(0.2, 1.0), finetune=(), pdiff=(0.8, 1.0))
     gen = config.generator
     gen.autoencoder.train.steps = 30
     gen.diffusion.train.steps = 30

@@ -8,6 +8,8 @@ their neighbours, the samples are no newer than a few extra SGD steps.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import numpy as np
 
@@ -56,3 +58,30 @@ def finetuned_neighbours(groups: dict[str, Group], key, *, evaluator, zoo, model
                   "iou_source_generated": paired_iou(generated.wrong[picks]),
                   "pairs": n}
     return tuned, similarity
+
+
+def finetuned_members(members, steps: tuple, key, *, evaluator, zoo, model_def,
+                      optimizer: str, lr: float, batch_size: int, momentum: float = 0.9,
+                      mesh=None) -> dict[int, np.ndarray]:
+    """The frontier's ``finetune`` family: zoo ``members`` (indices) trained further on a
+    new data order; ``{m: f32[len(members), D]}`` after each ``m`` of ``steps``.
+
+    One run per member reaches every ``m`` (snapshots every gcd of ``steps``), so the
+    family costs max(steps) steps per member. Member i's data order comes from
+    ``fold_in(key, i)``: none repeats the order the member was trained on.
+    """
+    steps = tuple(sorted(int(m) for m in steps))
+    every = math.gcd(*steps)
+    inputs, labels = evaluator.inputs["train"]
+    out = {m: [] for m in steps}
+    for i, member in enumerate(np.asarray(members)):
+        base = jax.device_get(merge(zoo.base, unflatten_subset(zoo.vectors[member], zoo.spec)))
+        seed = int(jax.random.randint(jax.random.fold_in(key, i), (), 0, 2**31 - 1))
+        snaps = training.train_subset_snapshots(
+            model_def, base, zoo.spec, zoo.split_point, inputs, labels,
+            num_snapshots=steps[-1] // every, save_every=every, optimizer=optimizer, lr=lr,
+            batch_size=batch_size, momentum=momentum, seed=seed, mesh=mesh,
+            desc=f"frontier finetune {i + 1}/{len(members)}")
+        for m in steps:
+            out[m].append(snaps[m // every - 1])
+    return {m: np.stack(v) for m, v in out.items()}

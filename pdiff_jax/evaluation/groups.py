@@ -25,6 +25,13 @@ def measure(evaluator, vectors) -> Group:
     return Group(train_acc, test_acc, wrong, np.asarray(vectors, np.float32))
 
 
+def unpack_group(arrays: dict, vectors, n_test: int) -> Group:
+    """A group stored by ``evaluate_groups`` (wrong masks bit-packed over ``n_test`` test
+    examples) as a ``Group`` with its ``vectors``."""
+    wrong = np.unpackbits(arrays["wrong"], axis=1, count=n_test).astype(bool)
+    return Group(arrays["train_acc"], arrays["test_acc"], wrong, np.asarray(vectors, np.float32))
+
+
 def evaluate_groups(evaluator, zoo, generated: np.ndarray, *, key, num_baseline: int = 100,
                     noise_amplitudes=(0.01, 0.05, 0.1), average_k: int = 16,
                     finetune=None) -> tuple[dict, dict]:

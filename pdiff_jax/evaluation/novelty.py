@@ -54,7 +54,7 @@ def _offdiag_mean(m: np.ndarray) -> float:
     return float((m.sum(dtype=np.float64) - np.trace(m, dtype=np.float64)) / (n * (n - 1)))
 
 
-def _offdiag_max(m: np.ndarray) -> np.ndarray:
+def offdiag_max(m: np.ndarray) -> np.ndarray:
     """f32[n]: row-wise max of a square matrix excluding the diagonal (NaN if n < 2)."""
     if m.shape[0] < 2:
         return np.full(m.shape[0], np.nan, np.float32)
@@ -103,7 +103,7 @@ def reference_metrics(wrong_orig, vec_orig=None) -> dict:
     Statistics need K >= 2 (NaN otherwise).
     """
     oo = iou_matrix(wrong_orig, wrong_orig)
-    max_oo = _offdiag_max(oo)
+    max_oo = offdiag_max(oo)
     out = {
         "iou_orig_orig": _offdiag_mean(oo),
         "max_iou_orig": max_oo,

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from pdiff_jax import artifacts
-from pdiff_jax.evaluation import conditional, plots, report
+from pdiff_jax.evaluation import conditional, frontier_report, plots, report
 
 
 def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float],
@@ -55,6 +55,8 @@ def render_report(workdir: Path, *, config: dict, key, timings: dict[str, float]
     report.write_results_json(results, workdir)
     report.write_report(results, workdir, pictures)
     print(report.summary_text(results))
+    if frontier_report.append_to_report(results, workdir):
+        print(frontier_report.summary_text(results["frontier"]))
     if conditional.append_to_report(results, workdir):   # a conditional run's levels
         print(conditional.summary_text(results["conditional"]))
     return results

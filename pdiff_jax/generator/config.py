@@ -77,7 +77,7 @@ def default_generator_config() -> ml_collections.ConfigDict:
                    bandwidth=0.0),  # kde only: kernel std / latent std (0: Scott's rule)
         train=_train(steps=4000, ema_decay=0.9999),
     )
-    cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True)
+    cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True, temperature=1.0)
     cfg.condition = dict(
         kind="none",          # none | level (index of an accuracy range) | value (accuracy)
         levels=(),            # range edges in percent, e.g. (75, 85, 90, 92, 95): 4 levels

@@ -64,14 +64,15 @@ def _clip(x, clip):
 
 
 def ddpm_sample(eps_fn, sched: Schedule, key, shape, *, clip_x0: float | None = None,
-                return_trajectory: bool = False):
+                return_trajectory: bool = False, temperature: float = 1.0):
     """Ancestral sampling over all T steps, posterior variance beta_tilde.
 
     Returns x_0 f32[shape], and with ``return_trajectory`` also f32[T + 1, *shape]
-    (x_T first, x_0 last). ``clip_x0`` clips the predicted x_0 to [-clip, clip].
+    (x_T first, x_0 last). ``clip_x0`` clips the predicted x_0 to [-clip, clip];
+    ``temperature`` scales x_T and every step's noise (1: the model's distribution).
     """
     k_init, k_steps = jax.random.split(key)
-    x_T = jax.random.normal(k_init, shape)
+    x_T = temperature * jax.random.normal(k_init, shape)
     n = shape[0]
     ab_prev_all = jnp.concatenate([jnp.ones((1,)), sched.alpha_bars[:-1]])
 
@@ -86,7 +87,7 @@ def ddpm_sample(eps_fn, sched: Schedule, key, shape, *, clip_x0: float | None = 
         ct = jnp.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab)
         var = beta * (1.0 - ab_prev) / (1.0 - ab)
         z = jax.random.normal(jax.random.fold_in(k_steps, t), shape)
-        x_prev = c0 * x0 + ct * x + jnp.where(t > 0, jnp.sqrt(var), 0.0) * z
+        x_prev = c0 * x0 + ct * x + jnp.where(t > 0, jnp.sqrt(var), 0.0) * (temperature * z)
         return x_prev, (x_prev if return_trajectory else None)
 
     x0, traj = jax.lax.scan(step, x_T, jnp.arange(sched.T - 1, -1, -1))
@@ -105,15 +106,17 @@ def ddim_timesteps(T: int, steps: int):
 
 
 def ddim_sample(eps_fn, sched: Schedule, key, shape, *, steps: int = 50, eta: float = 0.0,
-                clip_x0: float | None = None, return_trajectory: bool = False):
+                clip_x0: float | None = None, return_trajectory: bool = False,
+                temperature: float = 1.0):
     """DDIM (Song et al. 2021) over ``steps`` timesteps; eta = 0 is deterministic given x_T.
 
-    Returns x_0, and with ``return_trajectory`` also f32[steps + 1, *shape].
+    Returns x_0, and with ``return_trajectory`` also f32[steps + 1, *shape];
+    ``temperature`` scales x_T and the eta noise.
     """
     ts = jnp.asarray(ddim_timesteps(sched.T, steps))
     t_prev = jnp.concatenate([ts[1:], jnp.array([-1], jnp.int32)])
     k_init, k_steps = jax.random.split(key)
-    x_T = jax.random.normal(k_init, shape)
+    x_T = temperature * jax.random.normal(k_init, shape)
     n = shape[0]
 
     def step(x, tt):
@@ -126,7 +129,7 @@ def ddim_sample(eps_fn, sched: Schedule, key, shape, *, steps: int = 50, eta: fl
         sigma = eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
         z = jax.random.normal(jax.random.fold_in(k_steps, t), shape)
         x_prev = (jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - sigma**2, 0.0))
-                  * eps + sigma * z)
+                  * eps + sigma * (temperature * z))
         return x_prev, (x_prev if return_trajectory else None)
 
     x0, traj = jax.lax.scan(step, x_T, (ts, t_prev))

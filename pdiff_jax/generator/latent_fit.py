@@ -76,20 +76,23 @@ def fit_latents(fit, latents) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def sample_fit(kind: str, arrays: dict, key, n: int, latent_shape, clip: float | None):
+def sample_fit(kind: str, arrays: dict, key, n: int, latent_shape, clip: float | None,
+               temperature: float = 1.0):
     """``n`` latents ``f32[n, *latent_shape]`` drawn from a fitted latent model.
 
-    Pure function of ``key``; ``clip``: clip every coordinate to ``[-clip, clip]`` (None: no).
+    Pure function of ``key``; ``clip``: clip every coordinate to ``[-clip, clip]`` (None: no);
+    ``temperature`` scales the Gaussian draws (the kernel noise for a KDE).
     """
     if kind == "gaussian":
         mean, chol = jnp.asarray(arrays["mean"]), jnp.asarray(arrays["chol"])
-        eps = jax.random.normal(key, (n, mean.shape[0]))
+        eps = temperature * jax.random.normal(key, (n, mean.shape[0]))
         z = mean + eps @ chol.T
     elif kind == "kde":
         centers = jnp.asarray(arrays["centers"])
         k_pick, k_noise = jax.random.split(key)
         picked = centers[jax.random.randint(k_pick, (n,), 0, centers.shape[0])]
-        z = picked + jnp.asarray(arrays["kernel_std"]) * jax.random.normal(k_noise, picked.shape)
+        z = picked + jnp.asarray(arrays["kernel_std"]) * (
+            temperature * jax.random.normal(k_noise, picked.shape))
     else:
         raise ValueError(f"unknown latent fit {kind!r}; expected 'gaussian' or 'kde'")
     if clip is not None:

@@ -31,8 +31,8 @@ def model_is_conditional(model) -> bool:
 
 @functools.partial(jax.jit, static_argnames=("model", "shape", "sampler", "steps", "eta",
                                              "clip", "trajectory", "guidance_scale"))
-def _sample_latents(params, sched, key, condition=None, *, model, shape, sampler, steps, eta,
-                    clip, trajectory, guidance_scale=1.0):
+def _sample_latents(params, sched, key, condition=None, temperature=1.0, *, model, shape,
+                    sampler, steps, eta, clip, trajectory, guidance_scale=1.0):
     if model_is_conditional(model):
         eps_fn = guided_eps_fn(lambda x, t, c: model.apply({"params": params}, x, t, c),
                                condition, guidance_scale)
@@ -40,9 +40,9 @@ def _sample_latents(params, sched, key, condition=None, *, model, shape, sampler
         eps_fn = lambda x, t: model.apply({"params": params}, x, t)
     if sampler == "ddpm":
         return dp.ddpm_sample(eps_fn, sched, key, shape, clip_x0=clip,
-                              return_trajectory=trajectory)
+                              return_trajectory=trajectory, temperature=temperature)
     return dp.ddim_sample(eps_fn, sched, key, shape, steps=steps, eta=eta, clip_x0=clip,
-                          return_trajectory=trajectory)
+                          return_trajectory=trajectory, temperature=temperature)
 
 
 class DiffusionPrior:
@@ -71,7 +71,8 @@ class DiffusionPrior:
         if not float(scale) >= 0:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale!r}")
         out = _sample_latents(self.params, self.schedule, key,
-                              None if c is None else jnp.asarray(c), model=self.denoiser,
+                              None if c is None else jnp.asarray(c),
+                              jnp.float32(settings.temperature), model=self.denoiser,
                               shape=(n, *latent_shape), sampler=settings.sampler,
                               steps=settings.steps_for(self.schedule.T),
                               eta=float(settings.eta), clip=clip,
@@ -98,7 +99,8 @@ class FittedPrior:
                return_trajectory: bool = False):
         as_condition(self.condition, condition, n)   # refuses a condition: unconditional
         clip = bound if settings.clip_denoised and np.isfinite(bound) else None
-        z = latent_fit.sample_fit(self.kind, self.arrays, key, n, latent_shape, clip=clip)
+        z = latent_fit.sample_fit(self.kind, self.arrays, key, n, latent_shape, clip=clip,
+                                  temperature=float(settings.temperature))
         # No path from noise: the "trajectory" is the sample alone.
         return (z, z[None]) if return_trajectory else z
 

@@ -18,12 +18,16 @@ DDIM_DEFAULT_STEPS = 50   # the DDIM paper's usual budget; ~20x faster than 1000
 class SamplerSettings:
     """``sampler``: 'ddpm' (all T steps) or 'ddim'; ``steps``: DDIM steps (0: the default
     of 50; DDPM accepts only 0 or T); ``eta``: DDIM stochasticity (0 = deterministic);
-    ``clip_denoised``: clip the predicted clean latent to the AE's latent bound."""
+    ``clip_denoised``: clip the predicted clean latent to the AE's latent bound;
+    ``temperature``: the scale of every noise draw (the starting noise and each step's; a
+    fitted prior's draws): below 1 samples nearer the modes, above 1 spreads them (the
+    knob of p-diff's accuracy-novelty curve)."""
 
     sampler: str = "ddpm"
     steps: int = 0
     eta: float = 0.0
     clip_denoised: bool = True
+    temperature: float = 1.0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -31,6 +35,8 @@ class SamplerSettings:
         if self.steps is None or int(self.steps) < 0:
             raise ValueError(f"sampling steps must be >= 0 (0 = the sampler's default), "
                              f"got {self.steps!r}")
+        if not float(self.temperature) > 0:
+            raise ValueError(f"sampling temperature must be > 0, got {self.temperature!r}")
 
     def steps_for(self, num_timesteps: int) -> int | None:
         """DDIM's step count, or None for DDPM (which runs all ``num_timesteps``)."""

@@ -1,0 +1,111 @@
+"""The frontier in report.md: one figure (a curve per family, p-diff's points on it), one
+table per family, the margins, and a few lines for the printed summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from pdiff_jax import artifacts
+
+COLUMNS = ("knob", "n", "median", "best", "nn_iou_any", "nn_max_iou", "nn_iou_within", "nn_l2")
+KNOB_NAMES = {"noise": "amplitude", "interpolation": "a", "dirichlet": "k members",
+              "pca_gaussian": "scale s", "finetune": "steps", "pdiff": "temperature"}
+_FAMILY_COLORS = {"noise": "tab:gray", "interpolation": "tab:green", "dirichlet": "tab:olive",
+                  "pca_gaussian": "tab:purple", "finetune": "tab:brown"}
+
+
+def plot_frontier(path, frontier: Mapping) -> Path:
+    """Median test accuracy against ``nn_iou_any`` (novelty grows to the right)."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for family, points in frontier["families"].items():
+        pts = sorted(points, key=lambda p: p["nn_iou_any"])
+        ax.plot([p["nn_iou_any"] for p in pts], [p["median"] for p in pts], "o-", ms=4,
+                color=_FAMILY_COLORS.get(family), label=family)
+        for p in pts:
+            ax.annotate(f"{p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=6,
+                        xytext=(2, 2), textcoords="offset points")
+    pdiff = sorted(frontier["pdiff"], key=lambda p: p["nn_iou_any"])
+    ax.plot([p["nn_iou_any"] for p in pdiff], [p["median"] for p in pdiff], "*-", ms=11,
+            color="tab:orange", label="p-diff (temperature)")
+    for p in pdiff:
+        ax.annotate(f"T={p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=7,
+                    xytext=(3, -9), textcoords="offset points", color="tab:orange")
+    zoo = frontier.get("zoo")
+    if zoo and zoo.get("nn_iou_any") is not None:
+        ax.scatter([zoo["nn_iou_any"]], [zoo["median"]], marker="s", s=50, color="tab:blue",
+                   zorder=4, label="zoo members (vs each other)")
+    ax.invert_xaxis()
+    ax.set_xlabel("nn_iou_any: max IoU of wrong predictions with any member or other sample"
+                  " (right = more novel)", fontsize=8)
+    ax.set_ylabel("median test accuracy (%)")
+    ax.set_title(f"Accuracy-novelty frontier (n = {pdiff[0]['n'] if pdiff else '-'} per point)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 2 else f"{v:.2f}"
+    return str(v)
+
+
+def markdown(frontier: Mapping, picture: str | None = None) -> list[str]:
+    """The report.md section."""
+    lines = ["", "## Accuracy-novelty frontier", "",
+             "Every point: n draws, measured by the run's evaluator; median and best (chosen "
+             "by training accuracy) test accuracy %. `nn_iou_any`: each sample's largest IoU "
+             "of wrong predictions with any zoo member or any other sample of its group, "
+             "averaged (lower = more novel); `nn_max_iou`: the zoo-only part; "
+             "`nn_iou_within`: the within-group part; `nn_l2`: distance to the nearest "
+             "member.", ""]
+    if picture:
+        lines += [f"![frontier]({picture})", ""]
+    zoo = frontier.get("zoo") or {}
+    if zoo:
+        lines += [f"Zoo members against each other: median {_cell(zoo.get('median'))}, "
+                  f"nn_iou_any {_cell(zoo.get('nn_iou_any'))} (K = {zoo.get('n')}).", ""]
+    lines += ["| margin of p-diff's best point over | points | p-diff temperature | note |",
+              "|---|---|---|---|"]
+    for family, value in frontier.get("margin", {}).items():
+        note = frontier.get("margin_notes", {}).get(family, {})
+        lines.append(f"| {family} | {'-' if value is None else f'{value:+.2f}'} | "
+                     f"{_cell(note.get('pdiff_knob'))} | {note.get('reason') or ''} |")
+    for family, points in [*frontier["families"].items(), ("pdiff", frontier["pdiff"])]:
+        lines += ["", f"**{family}** (knob: {KNOB_NAMES.get(family, 'knob')})", "",
+                  "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(_cell(p.get(c)) for c in COLUMNS) + " |" for p in points]
+    return lines
+
+
+def append_to_report(results: Mapping, workdir) -> Path | None:
+    """Add the frontier's figure and tables to ``workdir/report.md`` (if it was computed)."""
+    frontier = results.get("frontier")
+    if not frontier:
+        return None
+    workdir = Path(workdir)
+    picture = plot_frontier(workdir / artifacts.FRONTIER_PNG, frontier)
+    report = workdir / artifacts.REPORT_MD
+    with report.open("a") as f:
+        f.write("\n".join(markdown(frontier, str(picture.relative_to(workdir)))) + "\n")
+    return report
+
+
+def summary_text(frontier: Mapping) -> str:
+    """Two lines for the printed summary: p-diff's margins over each family."""
+    parts = [f"{f} {'-' if v is None else f'{v:+.2f}'}"
+             for f, v in frontier.get("margin", {}).items()]
+    return "frontier margins (p-diff median minus family median at equal nn_iou_any): " + (
+        ", ".join(parts) or "none")
