@@ -2,8 +2,8 @@
 ``pdiff_jax.load``): each is one clear error that names the problem and the fix, raised
 before any work is wasted, and a corrected command then runs in the same workdir.
 
-The library-level checks behind these have their own tests (test_config, test_data,
-test_subset, test_generator); this file checks what reaches the user.
+The library-level checks behind these have their own tests (config/, data/, params/,
+generator/); this file checks what reaches the user.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_unknown_config_field_is_one_clear_line(with_config, tmp_path):
     if with_config:
         cmd.append(f"--config={ROOT / 'configs/default.py'}:smoke")
     cmd.append("--config.zoo.num_modles=3")
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
     assert res.returncode != 0
     assert "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "--config.zoo.num_modles: the config has no field 'num_modles'" in res.stderr

@@ -75,7 +75,7 @@ def _main(*args, tmp_path, env=None, code=None):
              f"--config.data.data_dir={tmp_path / 'tfds'}", f"--workdir={tmp_path / 'wd'}", *args]
     full_env = {k: v for k, v in os.environ.items() if k != "PDIFF_TRACEBACK"}
     full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
+    return subprocess.run(argv, capture_output=True, text=True, timeout=1200, check=False,
                           env=full_env, cwd=tmp_path)
 
 
@@ -123,7 +123,7 @@ def test_user_errors_are_one_line_with_their_exit_code(args, code, line, tmp_pat
 def test_bad_config_argument_is_one_message_and_exit_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "pdiff_jax.main",
                           f"--config={ROOT / 'configs/default.py'}:smok"],
-                         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=1200, check=False, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 2
     assert "Traceback" not in res.stderr

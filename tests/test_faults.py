@@ -30,7 +30,7 @@ from pdiff_jax import artifacts
 from pdiff_jax.runtime.checkpoint import CheckpointError, read_json, restore_pytree
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 240
+TIMEOUT_S = 1200   # catches a hang: a loaded machine takes minutes per run
 FAULT_SEED = int(os.environ.get("PDIFF_FAULT_SEED", time.time_ns() % 100_000))
 
 # Orbax sometimes reports "Event loop is closed" from a garbage-collected callback
@@ -97,7 +97,7 @@ def _run_and_kill(workdir: Path, tfds_dir, log: Path, trigger, delay: float) -> 
         time.sleep(delay)
         assert proc.poll() is None, f"run ended before the kill:\n{log.read_text()[-3000:]}"
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()

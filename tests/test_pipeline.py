@@ -47,7 +47,7 @@ def test_rerun_skips_finished_stages(smoke_run):
     workdir, _, _, cmd = smoke_run
     before = {p: (workdir / p / "meta.json").stat().st_mtime_ns
               for p in ("zoo", "samples", "evaluation")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "zoo exists, skipping" in proc.stderr
     after = {p: (workdir / p / "meta.json").stat().st_mtime_ns for p in before}
@@ -79,7 +79,7 @@ def test_load_without_a_run_names_the_command(tmp_path):
 
 def test_other_config_in_same_workdir_is_refused(smoke_run):
     workdir, _, _, cmd = smoke_run
-    proc = subprocess.run([*cmd, "--config.seed=1"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd, "--config.seed=1"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode != 0
     assert "another config" in proc.stderr and "seed" in proc.stderr
     assert f"delete {workdir / 'zoo'}/" in proc.stderr   # names what to remove
@@ -90,10 +90,10 @@ def test_report_only_config_change_is_accepted(smoke_run):
     """A change that no finished artifact depends on (here: the report's t-SNE) runs."""
     workdir, _, _, cmd = smoke_run
     proc = subprocess.run([*cmd, "--config.evaluate.tsne=False"], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((workdir / "config.json").read_text())["evaluate"]["tsne"] is False
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
