@@ -55,20 +55,30 @@ def _collect(run: Run, key, log):
     from pdiff_jax.zoo.settings import ZooSettings
     from pdiff_jax.zoo.store import Zoo, dataset_identity
 
-    cfg = run.config
-    base, vectors, spec, split = collect_vectors(
-        run.dataset, run.model_def, ZooSettings.from_section(cfg.zoo), seed=cfg.seed,
-        mesh=run.mesh, metrics_fn=log, checkpoints=artifacts.checkpoint_dir(run.workdir, "collect"))
+    cfg, settings, imported = run.config, ZooSettings.from_section(run.config.zoo), None
+    if settings.source:   # bring your own zoo (zoo/sources/): imported, not trained
+        from pdiff_jax.zoo.sources import import_zoo
+
+        imported = import_zoo(settings, run.model_def, run.dataset, seed=cfg.seed)
+        base, vectors, spec, split = imported.base, imported.vectors, imported.spec, None
+    else:
+        base, vectors, spec, split = collect_vectors(
+            run.dataset, run.model_def, settings, seed=cfg.seed, mesh=run.mesh,
+            metrics_fn=log, checkpoints=artifacts.checkpoint_dir(run.workdir, "collect"))
     evaluator = run.evaluator(base, spec, split)
     train_acc, _ = evaluator.evaluate(vectors, "train")
     test_acc, _ = evaluator.evaluate(vectors, "test")
     logging.info("zoo: K=%d D=%d, test accuracy %.2f..%.2f%% (median %.2f%%)", len(vectors),
                  spec.size, test_acc.min(), test_acc.max(), np.median(test_acc))
+    if imported is not None:   # what the source says each network scores, before any training
+        imported.check_accuracies(test_acc, tolerance=settings.source_tolerance,
+                                  n_test=len(run.dataset.y_test), subset=cfg.data.max_test > 0)
     md = run.model_def
     zoo = Zoo(base, vectors, spec, split, train_acc, test_acc, dict(
         mode=cfg.zoo.mode, model=md.name, model_kwargs=cfg.model.kwargs.to_dict(),
         dataset=dataset_identity(run.dataset), input_shape=list(md.input_shape),
-        num_classes=md.num_classes, config=cfg.zoo.to_dict()))
+        num_classes=md.num_classes, config=cfg.zoo.to_dict(),
+        **({"source": imported.meta} if imported is not None else {})))
     return zoo
 
 

@@ -17,6 +17,8 @@ What is checked, cheapest first:
   3. the model name and kwargs, and that the selector matches variables of the
      model built for that data. The variables come from ``jax.eval_shape`` of
      the model's ``init``: shapes only, no compute (2 and 3: ``config_inputs``);
+  3b. with ``zoo.source``, the zoo to import: its files, their fit to that model and
+     data, and the rows ``zoo.source_filter`` leaves (``zoo_source``);
   4. with ``workdir``: that it can be created and written (:class:`WorkdirError`;
      ``workdir_config.check_workdir``).
 
@@ -61,6 +63,7 @@ from pdiff_jax.config.fields import (
     is_number,
 )
 from pdiff_jax.config.inputs import SelectorError, check_data, check_model
+from pdiff_jax.config.zoo_source import check_source_fields, check_zoo_source
 from pdiff_jax.errors import ConfigError, WorkdirError
 
 __all__ = ["ConfigError", "SelectorError", "WorkdirError",
@@ -97,9 +100,10 @@ POSITIVE_NUMBERS = (
     f"{_AE}.model.latent_bound", "generator.sampling.temperature",
 )
 NONNEGATIVE_NUMBERS = (
-    "zoo.weight_decay", *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
+    "zoo.weight_decay", "zoo.source_tolerance",
+    *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
     f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise", f"{_AE}.model.latent_mix",
-    f"{_AE}.model.kl_weight", f"{_DIFF}.model.bandwidth",
+    f"{_AE}.model.kl_weight", f"{_DIFF}.model.bandwidth", f"{_AE}.behaviour.weight",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
     "generator.sampling.eta", f"{_COND}.guidance_scale",
 )
@@ -239,6 +243,7 @@ def _check_relations(config) -> None:
 
     _check_sampler_steps(config)
     _check_condition(config)
+    check_source_fields(config)
     _check_frontier(config)
 
 
@@ -332,6 +337,8 @@ def validate_config(config, *, workdir: str | os.PathLike | None = None) -> None
                 num_classes=num_classes, mode=config.zoo.mode, selector=config.zoo.selector,
                 align=config.zoo.align,
                 recompute_batch_stats=config.evaluate.get("recompute_batch_stats", 0))
+    # An imported zoo (zoo.source): its files, their fit to the model, the filter's rows.
+    check_zoo_source(config, input_shape=input_shape, num_classes=num_classes)
     if workdir is not None:
         from pdiff_jax.config.workdir import check_workdir
 

@@ -14,6 +14,14 @@ PRECISIONS = ("f32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTATIONS = ("", "crop_flip")         # '' = none
+# zoo.source (zoo/sources/): the formats of an imported zoo, told apart by what the path holds
+ZOO_SOURCE_FORMATS = ("small_cnn_zoo", "torch_state_dicts", "npz")
+# zoo.source_filter's comparisons, longest first (so '>=' is never read as '>')
+SOURCE_FILTER_OPERATORS = ("!=", ">=", "<=", "=", ">", "<")
+
+# models
+# model.kwargs.activation of 'small_cnn_zoo': the Keras activations the Small CNN Zoo trained with
+SMALL_CNN_ZOO_ACTIVATIONS = ("relu", "tanh", "sigmoid", "selu")
 
 # data
 CHANNELS = (0, 1, 3)                      # 0 = as the data set has them

@@ -9,8 +9,9 @@ Registering a classifier is one line, in the module that defines it:
 
 A factory takes keyword arguments `num_classes`, `input_shape` (H, W, C) and any
 model-specific options, and returns a `ModelDef`. The modules `mlp`, `convnet`,
-`resnet`, `vit` and `convnext` of this package (those that exist) are imported on
-the first `get_model` / `list_models` call, so their `register` calls run then.
+`resnet`, `vit`, `convnext` and `small_cnn_zoo` of this package (those that exist) are
+imported on the first `get_model` / `list_models` call, so their `register` calls run
+then.
 
 Split points. A module built on `layers.Staged` can be cut at named points:
 `apply(v, x, stop=p)` returns the activation (a pytree) entering point p and
@@ -40,7 +41,7 @@ Factory = Callable[..., "ModelDef"]
 
 _FACTORIES: dict[str, Factory] = {}
 # Modules of this package whose import registers models (missing ones are skipped).
-_BUILTIN_MODULES = ("mlp", "convnet", "resnet", "vit", "convnext")
+_BUILTIN_MODULES = ("mlp", "convnet", "resnet", "vit", "convnext", "small_cnn_zoo")
 _builtins_loaded = False
 
 

@@ -25,7 +25,7 @@ from pdiff_jax.params.subset import variable_paths
 
 # Architectures whose variables form a plain chain (no residual connections, no
 # attention): for them the call order alone determines the permutation groups.
-SEQUENTIAL_MODELS = ("mlp3", "convnet3", "cnn_bn")
+SEQUENTIAL_MODELS = ("mlp3", "convnet3", "cnn_bn", "small_cnn_zoo")
 
 _KERNEL_LEAVES = ("kernel",)
 # Leaves permuted along their only axis by the group of the preceding kernel.

@@ -54,6 +54,19 @@ class ZooSettings:
     data_placement: str = "auto"  # auto | host | device
     steps_per_dispatch: int = 0
     precision: str = "f32"        # f32 | bf16
+    # Bring your own zoo (pdiff_jax.zoo.sources): '' = train the zoo here. Else the path of
+    # a zoo made elsewhere, imported instead of trained: a Small CNN Zoo folder (weights.npy,
+    # layout.csv, metrics.csv.gz), a folder of PyTorch state dicts (.pt/.pth/.safetensors)
+    # or an .npz of stacked vectors with its ParamSpec JSON beside it. Its members are
+    # whole networks (mode='seed'); at most num_models of them are drawn (seeded).
+    source: str = ""
+    # Small CNN Zoo rows to keep: comma-separated 'column op value' clauses on
+    # metrics.csv.gz (op: = != < <= > >=; 'dataset', 'activation' name config.* columns)
+    # and 'finite' (leave out rows holding NaN/inf), e.g. 'activation=relu,step=86,finite'.
+    source_filter: str = ""
+    # The source's stored test accuracies must match this library's evaluation within this
+    # many percentage points (a subset test set, data.max_test, adds 3 standard errors).
+    source_tolerance: float = 1.0
 
     @classmethod
     def from_section(cls, section: Mapping) -> ZooSettings:
