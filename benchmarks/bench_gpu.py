@@ -61,7 +61,10 @@ FULL = dict(dims=(2048, 100_000, 1_000_000, 10_000_000), batch=200, repeats=10,
 SMOKE = dict(dims=(2048,), batch=16, repeats=3, loop_steps=40, sample_n=8,
              classifier_steps=2, e2e_config="configs/resnet18.py:smoke",
              e2e_overrides=("--config.zoo.num_models=8", "--config.evaluate.finetune_pairs=0",
-                            "--config.evaluate.num_baseline=4"))
+                            "--config.evaluate.num_generated=4",
+                            "--config.evaluate.num_baseline=4",
+                            # the toy run checks the device path, not the frontier's numbers
+                            "--config.evaluate.frontier.enabled=False"))
 
 
 class Table:

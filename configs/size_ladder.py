@@ -17,7 +17,8 @@ thousand images, batch 32, SGD with a cosine schedule, two networks per compiled
 step; its generator and evaluation) with another model;
 the larger rung sees fewer images so that its zoo still collects in minutes on
 a CPU. The evaluation is trimmed the same way (2,000 training images pick
-"best", 20 draws per memorization baseline, no fine-tuning or t-SNE).
+"best", no fine-tuning of nearest neighbours or t-SNE; every group, baselines and
+frontier points included, gets as many draws as p-diff).
 """
 
 from pathlib import Path

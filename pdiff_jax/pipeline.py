@@ -87,17 +87,34 @@ def _autoencoder(run: Run, key, log):
     from pdiff_jax.generator.diagnostics import reconstruction_accuracy
 
     zoo, gen = run.zoo, run.config.generator
+    behaviour, behaviour_inputs = _behaviour(run)
     arrays, meta = train_autoencoder(
         zoo.vectors, key=key, segments=zoo.segments, normalization=gen.normalization,
-        model=gen.autoencoder.model, train=gen.autoencoder.train,
+        model=gen.autoencoder.model, train=gen.autoencoder.train, behaviour=behaviour,
+        behaviour_inputs=behaviour_inputs,
         mesh=dispatch.generator_mesh(run.mesh),
         checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "autoencoder"), metrics_fn=log)
     # The zoo members through the AE: no sampler can do better than these copies.
     evaluator = run.evaluator(zoo.base, zoo.spec, zoo.split_point)
-    meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta).decode,
+    meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta, zoo=zoo.vectors).decode,
                                         arrays["latents"],
                                         lambda v: evaluator.evaluate(v, "test")[0]))
     return arrays, meta
+
+
+def _behaviour(run: Run):
+    """The autoencoder's behavioural term (``generator.autoencoder.behaviour``), or Nones."""
+    from pdiff_jax.evaluation.evaluator import compute_tail_inputs
+    from pdiff_jax.generator.behaviour import Behaviour, BehaviourSettings
+
+    settings = BehaviourSettings(**run.config.generator.autoencoder.behaviour.to_dict())
+    if settings.weight <= 0:
+        return None, None
+    zoo = run.zoo
+    inputs = compute_tail_inputs(run.model_def, zoo.base, run.dataset.x_train[:settings.images],
+                                 zoo.split_point, mesh=run.mesh)
+    return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings.members,
+                      settings.weight), (zoo.base, inputs))
 
 
 def _diffusion(run: Run, key, log):
@@ -119,10 +136,9 @@ def _diffusion(run: Run, key, log):
 
 
 def _sample(run: Run, key, log):
-    from pdiff_jax.generator import load_generator
     from pdiff_jax.generator.trained import sample_and_decode
 
-    generator, zoo = load_generator(run.workdir), run.zoo
+    generator, zoo = run.generator(), run.zoo
     generator.check_compatible(zoo.spec.size, vectors=zoo.vectors)
     return sample_and_decode(generator, key, run.sampler_settings(),
                              n=run.config.evaluate.num_generated,
@@ -173,18 +189,26 @@ def _frontier(run: Run, key, zoo_arrays) -> dict:
 
     e, z, zoo, evaluator = run.config.evaluate, run.config.zoo, run.zoo, run.group_evaluator
     generator, sampler = run.generator(), run.sampler_settings()
+    settings = FrontierSettings.from_section(e.frontier)
+    cond = generator.condition
 
-    def sample_pdiff(temperature, k):
-        settings = dataclasses.replace(sampler, temperature=temperature)
-        return np.asarray(generator.decode(generator.sample_latents(k, e.num_generated,
-                                                                    settings)), np.float32)
+    def sample_pdiff(knob, k):
+        if settings.pdiff_knob == "temperature":
+            latents = generator.sample_latents(
+                k, e.num_generated, dataclasses.replace(sampler, temperature=knob))
+        else:   # guidance toward the zoo's top accuracy: the top level, or the best member's
+            top = cond.num_levels - 1 if cond.kind == "level" else float(
+                np.max(zoo.test_acc if cond.on == "test" else zoo.train_acc))
+            latents = generator.sample_latents(k, e.num_generated, sampler, condition=top,
+                                               guidance_scale=knob)
+        return np.asarray(generator.decode(latents), np.float32)
 
     finetune = functools.partial(
         finetuned_members, evaluator=evaluator, zoo=zoo, model_def=run.model_def,
         optimizer=z.subset_optimizer, lr=z.subset_lr, batch_size=z.subset_batch_size,
         momentum=z.momentum, mesh=run.mesh)
     return compute_frontier(
-        FrontierSettings.from_section(e.frontier), key=key, zoo=zoo,
+        settings, key=key, zoo=zoo,
         zoo_measured=unpack_group(zoo_arrays, zoo.vectors, len(evaluator.inputs["test"][1])),
         measure=functools.partial(measure, evaluator), sample_pdiff=sample_pdiff,
         finetune=finetune, n=e.num_generated)

@@ -19,8 +19,11 @@ def test_gpu_benchmark_runs_on_cpu(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path),
                JAX_COMPILATION_CACHE_DIR=str(REPO / ".pytest_cache" / "jax"))
     # The timeout catches a hang, not slowness.
-    proc = subprocess.run(["bash", "benchmarks/gpu.sh", "--cpu-smoke"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    # Budgets far beyond the script's own (450 s, e2e 330 s), so a loaded machine that is
+    # slow still finishes every section: what is checked is what it reports.
+    proc = subprocess.run(["bash", "benchmarks/gpu.sh", "--cpu-smoke", "--budget", "2400",
+                           "--e2e-budget", "1800"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (tmp_path / "gpu.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]

@@ -39,6 +39,8 @@ from pdiff_jax.config.choices import (
     CONDITION_KINDS,
     CONDITION_ON,
     DIFFUSION_MODEL_KINDS,
+    FRONTIER_PDIFF_KNOBS,
+    NORMALIZATION_BASES,
     NORMALIZATION_MODES,
     NORMS,
     OPTIMIZERS,
@@ -86,6 +88,7 @@ POSITIVE_INTS = (
     f"{_DIFF}.process.num_timesteps", f"{_DIFF}.model.time_dim", f"{_DIFF}.model.kernel_size",
     "evaluate.num_generated", "evaluate.batch_size", "evaluate.models_per_call",
     "evaluate.num_baseline", "evaluate.finetune_steps",
+    f"{_AE}.behaviour.images", f"{_AE}.behaviour.members",
 )
 NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
@@ -255,18 +258,27 @@ def _check_frontier(config) -> None:
         fail("evaluate.num_baseline", f"equal to evaluate.num_generated = {generated} (every "
              "group gets the same number of draws)", baseline,
              f"use --config.evaluate.num_baseline={generated}")
+    guided = get_field(config, "evaluate.frontier.pdiff_knob") == "guidance"
     ranges = {"noise": ("positive numbers", lambda v: is_number(v) and v > 0),
               "interpolation": ("numbers in (0, 1]", lambda v: is_number(v) and 0 < v <= 1),
               "dirichlet": ("integers >= 2", lambda v: is_int(v) and v >= 2),
               "pca_gaussian": ("positive numbers", lambda v: is_number(v) and v > 0),
               "finetune": ("positive integers (steps)", lambda v: is_int(v) and v > 0),
-              "pdiff": ("positive numbers (temperatures)", lambda v: is_number(v) and v > 0)}
+              "pdiff": ("positive numbers (temperatures), or numbers >= 0 (guidance scales)",
+                        lambda v: is_number(v) and (v > 0 or (v == 0 and guided)))}
     for family, (what, ok) in ranges.items():
         path = f"evaluate.frontier.{family}"
         knobs = get_field(config, path)
         if not (isinstance(knobs, Sequence) and not isinstance(knobs, str)
                 and all(ok(v) for v in knobs)):
             fail(path, f"a tuple of {what} (empty: leave the family out)", knobs)
+    knob = get_field(config, "evaluate.frontier.pdiff_knob")
+    if knob not in FRONTIER_PDIFF_KNOBS:
+        fail("evaluate.frontier.pdiff_knob", f"one of {FRONTIER_PDIFF_KNOBS}", knob)
+    if knob == "guidance" and get_field(config, f"{_COND}.kind") == "none":
+        fail("evaluate.frontier.pdiff_knob", "'temperature' for an unconditional generator",
+             knob, "set generator.condition (e.g. --config.generator.condition.kind=value "
+             "--config.generator.condition.levels='(0, 100)') or use pdiff_knob=temperature")
     members = get_field(config, "evaluate.frontier.finetune_members")
     if not (is_int(members) and members >= 0):
         fail("evaluate.frontier.finetune_members", "an integer >= 0 (0: num_generated)", members)

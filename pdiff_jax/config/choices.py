@@ -42,3 +42,6 @@ CONDITION_ON = ("test", "train")
 VECTORIZE = ("vmap", "map")
 # The trivial generators of the accuracy-novelty frontier (evaluation/frontier.py).
 FRONTIER_FAMILIES = ("noise", "interpolation", "dirichlet", "pca_gaussian", "finetune")
+# What p-diff's frontier points sweep: the sampling temperature, or (a conditional
+# generator) the guidance scale toward the zoo's top accuracy.
+FRONTIER_PDIFF_KNOBS = ("temperature", "guidance")

@@ -13,9 +13,10 @@ trace a curve of (novelty, accuracy) points:
   finetune       random members trained ``m`` more steps on a new data order
                  (spends compute: a reference, not a free baseline)
 
-and p-diff is swept over its sampling temperature. Every point has the same number of
-draws ``n``, is measured by the same evaluator and summarized by the same rule (best by
-training accuracy; median).
+and p-diff is swept over its sampling temperature (or, for an accuracy-conditioned
+generator, over the guidance scale toward the zoo's top accuracy). Every point has the
+same number of draws ``n``, is measured by the same evaluator and summarized by the
+same rule (best by training accuracy; median).
 
 Novelty of a sample (``nn_iou_any``): its largest IoU of wrong predictions with any zoo
 member *or any other sample of its group*, averaged over the group. It is low only for
@@ -53,13 +54,16 @@ class FrontierSettings:
     family is left out), p-diff's temperatures, and the fine-tuning budget."""
 
     enabled: bool = True
-    noise: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)  # relative noise amplitude a
-    interpolation: tuple = (0.05, 0.15, 0.3, 0.5)  # a: the weight of the second member
+    noise: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # relative noise amplitude a
+    interpolation: tuple = (0.01, 0.05, 0.15, 0.3, 0.5)  # a: the second member's weight
     dirichlet: tuple = (2, 4, 8)                   # k members mixed
     pca_gaussian: tuple = (0.05, 0.2, 0.5, 1.0, 2.0)  # s: the scale of the zoo's covariance
     finetune: tuple = (5, 20, 100)                 # m: more steps (one run reaches all)
-    finetune_members: int = 0                      # members fine-tuned (0: n, as the others)
-    pdiff: tuple = (0.5, 0.75, 1.0, 1.25, 1.5)     # sampling temperature
+    finetune_members: int = 25                     # members fine-tuned (0: n, as the others)
+    pdiff: tuple = (0.5, 0.75, 1.0, 1.25, 1.5)     # temperatures, or guidance scales
+    # 'temperature', or 'guidance' (a conditional generator: samples asked for the zoo's
+    # top accuracy, the knob the guidance scale).
+    pdiff_knob: str = "temperature"
 
     @classmethod
     def from_section(cls, section: Mapping) -> FrontierSettings:
@@ -99,25 +103,29 @@ def dirichlet_mix(key, zoo, k: int, n: int) -> np.ndarray:
 
 
 def principal_basis(zoo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mean f64[D], std f64[r], directions f64[r, D])`` of the zoo's covariance on its
-    r <= K - 1 principal directions (population covariance), from the K x K Gram matrix."""
-    x = np.asarray(zoo, np.float64)
-    mean = x.mean(0)
-    xc = x - mean
+    """``(mean f32[D], std f64[r], coefficients f64[r, K])`` of the zoo's covariance on its
+    r <= K - 1 principal directions (population covariance), from the K x K Gram matrix.
+
+    Direction i is ``coefficients[i] @ (zoo - mean)``: the f[r, D] basis itself is never
+    built, so memory stays that of the zoo (an 11M-parameter zoo of 200 would need 8.8 GB
+    more for it in f32)."""
+    x = np.asarray(zoo, np.float32)
+    mean = x.mean(0, dtype=np.float64).astype(np.float32)
+    xc = (x - mean).astype(np.float64)
     eigval, eigvec = np.linalg.eigh(xc @ xc.T)                             # ascending
     keep = eigval > eigval.max(initial=0.0) * 1e-10
     eigval, eigvec = eigval[keep][::-1], eigvec[:, keep][:, ::-1]
     singular = np.sqrt(eigval)
-    directions = (eigvec.T @ xc) / singular[:, None]                       # [r, D], orthonormal
-    return mean, singular / math.sqrt(len(x)), directions
+    return mean, singular / math.sqrt(len(x)), eigvec.T / singular[:, None]
 
 
 def pca_gaussian(key, zoo, s: float, n: int, basis=None) -> np.ndarray:
     """f32[n, D]: the zoo mean + ``s`` x a Gaussian with the zoo's covariance restricted to
     its principal directions (``s = 1``: that covariance itself)."""
-    mean, std, directions = principal_basis(zoo) if basis is None else basis
+    mean, std, coefficients = principal_basis(zoo) if basis is None else basis
     eps = np.asarray(jax.random.normal(key, (n, len(std))), np.float64)
-    return (mean + (s * eps * std) @ directions).astype(np.float32)
+    weights = ((s * eps * std) @ coefficients).astype(np.float32)         # [n, K]
+    return mean + weights @ (np.asarray(zoo, np.float32) - mean)
 
 
 def draw(family: str, knob, key, zoo, *, n: int, segments=None, basis=None) -> np.ndarray:
@@ -201,13 +209,15 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
     """Every family's curve and p-diff's, and the margins (the results.json ``frontier``).
 
     ``measure(vectors) -> Group`` evaluates parameter sets as every group is evaluated;
-    ``sample_pdiff(temperature, key) -> f32[n, D]`` draws from the trained generator;
+    ``sample_pdiff(knob, key) -> f32[n, D]`` draws from the trained generator at one of
+    ``settings.pdiff`` (a temperature or a guidance scale: ``settings.pdiff_knob``);
     ``finetune(member_indices, steps_tuple, key) -> {steps: f32[m, D]}`` trains members
     further (None: the family is left out). ``zoo_measured``: the zoo's Group.
     """
     wrong_zoo, vec_zoo = zoo_measured.wrong, zoo.vectors
     basis = principal_basis(vec_zoo)
     families: dict[str, list] = {}
+    failed: dict[str, str] = {}
     for family in FRONTIER_FAMILIES:
         knobs = settings.knobs(family)
         if not knobs or (family == "finetune" and finetune is None):
@@ -216,7 +226,14 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
             m = settings.finetune_members or n
             members = np.asarray(jax.random.choice(_family_key(key, family, "members"),
                                                    len(vec_zoo), (m,), replace=m > len(vec_zoo)))
-            drawn = finetune(members, knobs, _family_key(key, family, "order"))
+            try:
+                drawn = finetune(members, knobs, _family_key(key, family, "order"))
+            except FloatingPointError as e:   # TrainingDivergedError too
+                # One diverged member must not cost the frontier (hours of evaluation on a
+                # big zoo): the family is left out, and results.json says why.
+                logging.warning("frontier: the finetune family is left out: %s", e)
+                failed[family] = f"fine-tuning diverged: {e}"
+                continue
         else:
             drawn = {k: draw(family, k, _family_key(key, family, k), vec_zoo, n=n,
                              segments=zoo.segments, basis=basis) for k in knobs}
@@ -225,10 +242,10 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
             logging.info("frontier: %s at %s (%d sets)", family, knob, len(vectors))
             families[family].append(point(knob, measure(vectors), wrong_zoo, vec_zoo))
     pdiff = []
-    for temperature in settings.pdiff:
-        vectors = sample_pdiff(float(temperature), _family_key(key, "pdiff", temperature))
-        logging.info("frontier: p-diff at temperature %s", temperature)
-        pdiff.append(point(temperature, measure(vectors), wrong_zoo, vec_zoo))
+    for knob in settings.pdiff:
+        vectors = sample_pdiff(float(knob), _family_key(key, "pdiff", knob))
+        logging.info("frontier: p-diff at %s %s", settings.pdiff_knob, knob)
+        pdiff.append(point(knob, measure(vectors), wrong_zoo, vec_zoo))
     members = novelty_of_group(wrong_zoo, wrong_zoo, vec_zoo, vec_zoo)
     zoo_summary = protocol.summarize(zoo_measured.train_acc, zoo_measured.test_acc)
     # Against itself each member's nearest zoo member is itself: its novelty is the
@@ -236,6 +253,7 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
     zoo_point = {"n": len(vec_zoo), "median": zoo_summary["median"], "best": zoo_summary["best"],
                  "nn_iou_any": members["nn_iou_within"], "nn_iou_within": members["nn_iou_within"]}
     margins = {f: margin(pdiff, pts) for f, pts in families.items() if pdiff}
-    return {"novelty": "nn_iou_any", "families": families, "pdiff": pdiff, "zoo": zoo_point,
+    return {"novelty": "nn_iou_any", "families": families, "pdiff": pdiff,
+            "pdiff_knob": settings.pdiff_knob, "zoo": zoo_point,
             "margin": {f: m.pop("value") for f, m in margins.items()},
-            "margin_notes": margins}
+            "margin_notes": margins, "failed": failed}

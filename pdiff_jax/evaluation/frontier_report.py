@@ -15,7 +15,7 @@ from pdiff_jax import artifacts
 
 COLUMNS = ("knob", "n", "median", "best", "nn_iou_any", "nn_max_iou", "nn_iou_within", "nn_l2")
 KNOB_NAMES = {"noise": "amplitude", "interpolation": "a", "dirichlet": "k members",
-              "pca_gaussian": "scale s", "finetune": "steps", "pdiff": "temperature"}
+              "pca_gaussian": "scale s", "finetune": "steps"}
 _FAMILY_COLORS = {"noise": "tab:gray", "interpolation": "tab:green", "dirichlet": "tab:olive",
                   "pca_gaussian": "tab:purple", "finetune": "tab:brown"}
 
@@ -31,10 +31,11 @@ def plot_frontier(path, frontier: Mapping) -> Path:
             ax.annotate(f"{p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=6,
                         xytext=(2, 2), textcoords="offset points")
     pdiff = sorted(frontier["pdiff"], key=lambda p: p["nn_iou_any"])
+    knob = frontier.get("pdiff_knob", "temperature")
     ax.plot([p["nn_iou_any"] for p in pdiff], [p["median"] for p in pdiff], "*-", ms=11,
-            color="tab:orange", label="p-diff (temperature)")
+            color="tab:orange", label=f"p-diff ({knob})")
     for p in pdiff:
-        ax.annotate(f"T={p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=7,
+        ax.annotate(f"{knob[0]}={p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=7,
                     xytext=(3, -9), textcoords="offset points", color="tab:orange")
     zoo = frontier.get("zoo")
     if zoo and zoo.get("nn_iou_any") is not None:
@@ -70,21 +71,28 @@ def markdown(frontier: Mapping, picture: str | None = None) -> list[str]:
              "of wrong predictions with any zoo member or any other sample of its group, "
              "averaged (lower = more novel); `nn_max_iou`: the zoo-only part; "
              "`nn_iou_within`: the within-group part; `nn_l2`: distance to the nearest "
-             "member.", ""]
+             "member. Fine-tuning spends training, so it may use fewer members "
+             "(`evaluate.frontier.finetune_members`; its n is in its table): compare its "
+             "median, not its best.", ""]
     if picture:
         lines += [f"![frontier]({picture})", ""]
     zoo = frontier.get("zoo") or {}
     if zoo:
         lines += [f"Zoo members against each other: median {_cell(zoo.get('median'))}, "
                   f"nn_iou_any {_cell(zoo.get('nn_iou_any'))} (K = {zoo.get('n')}).", ""]
-    lines += ["| margin of p-diff's best point over | points | p-diff temperature | note |",
+    lines += [f"| margin of p-diff's best point over | points | p-diff "
+              f"{frontier.get('pdiff_knob', 'temperature')} | note |",
               "|---|---|---|---|"]
+    for family, reason in frontier.get("failed", {}).items():
+        lines.append(f"| {family} | - | - | left out: {reason} |")
     for family, value in frontier.get("margin", {}).items():
         note = frontier.get("margin_notes", {}).get(family, {})
         lines.append(f"| {family} | {'-' if value is None else f'{value:+.2f}'} | "
                      f"{_cell(note.get('pdiff_knob'))} | {note.get('reason') or ''} |")
     for family, points in [*frontier["families"].items(), ("pdiff", frontier["pdiff"])]:
-        lines += ["", f"**{family}** (knob: {KNOB_NAMES.get(family, 'knob')})", "",
+        knob = (frontier.get("pdiff_knob", "temperature") if family == "pdiff"
+                else KNOB_NAMES.get(family, "knob"))
+        lines += ["", f"**{family}** (knob: {knob})", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(_cell(p.get(c)) for c in COLUMNS) + " |" for p in points]
     return lines

@@ -2,16 +2,19 @@
 function or module:
 
   normalization        -> normalize.fit_normalizer(vectors, segments, **.)
-  autoencoder.model    -> autoencoder.build(D=..., **.): kind 'conv' -> ParamAutoencoder,
+  autoencoder.model    -> registry.build_autoencoder(D=..., **.): kind 'conv' -> ParamAutoencoder,
                           'fc' -> FCAutoencoder (each takes its own keys, ignores the other's),
                           'paper' -> the authors' AE (paper_modules.py; configs/paper.py),
                           'vae' -> VariationalAutoencoder (vae.py), 'identity' -> no AE
                           (identity_ae.py: diffusion on the parameters)
   autoencoder.train    -> train.TrainSettings(**.)   (optimizer, steps, batch, EMA, logging)
+  autoencoder.behaviour -> behaviour.BehaviourSettings(**.): decoded networks must act
+                          like their members (a KL term on their logits; weight 0 = off)
   diffusion.process    -> diffusion.linear_schedule(**.)
-  diffusion.model      -> denoiser.build(**.): kind 'unet' -> UNet1D, 'paper' -> the
-                          authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py);
-                          'gaussian' | 'kde' -> a latent density, no diffusion (latent_fit.py)
+  diffusion.model      -> registry.build_denoiser(**.): kind 'unet' -> UNet1D, 'paper' ->
+                          the authors' AE_CNN_bottleneck (paper_modules.py; configs/paper.py);
+                          or registry.build_latent_fit(**.): 'gaussian' | 'kde' -> a latent
+                          density, no diffusion (latent_fit.py)
   diffusion.train      -> train.TrainSettings(**.)
   sampling             -> sampling.SamplerSettings(**.)  (the only sampler settings)
   condition            -> conditioning.ConditionSettings(**.): accuracy-conditioned
@@ -69,6 +72,9 @@ def default_generator_config() -> ml_collections.ConfigDict:
             kl_weight=1e-3,  # vae only: weight of KL(q(z|x) || N(0, I)), per latent number
         ),
         train=_train(steps=2000, ema_decay=0.0),
+        # weight > 0: decoded networks must also match their members' logits on `images`
+        # training images, `members` rows of each batch (behaviour.py; 0 = off).
+        behaviour=dict(weight=0.0, images=128, members=32),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),

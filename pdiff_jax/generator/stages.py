@@ -22,6 +22,7 @@ from pdiff_jax.errors import MismatchError
 from pdiff_jax.runtime.optimizer import make_optimizer
 
 from . import diffusion as dp
+from .behaviour import Behaviour, teacher_logits
 from .conditioning import ConditionSettings, conditional_diffusion_train_step
 from .diagnostics import latent_diagnostics
 from .kinds import plain
@@ -67,9 +68,14 @@ def _final_variables(state) -> dict:
 
 def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                       train: Mapping, segments: list[int] | None = None,
+                      behaviour: Behaviour | None = None, behaviour_inputs=None,
                       checkpoint_dir: Path | None = None, mesh=None,
                       metrics_fn=None) -> tuple[dict, dict]:
     """Train the parameter autoencoder on the zoo ``f32[K, D]``.
+
+    ``behaviour`` (with ``behaviour_inputs = (base variables, inputs)``) adds the
+    behavioural term of ``behaviour.py``: decoded networks must match their members'
+    logits on those inputs.
 
     Returns ``(arrays, meta)``: arrays = AE variables, the normalizer (mean/std, and
     the principal basis with ``normalization.components``) and the zoo's latents
@@ -90,8 +96,13 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
     step = functools.partial(ae_train_step, model=ae, tx=tx,
                              batch_size=effective_batch(settings.batch_size, K, mesh),
-                             ema_decay=settings.ema_decay, mesh=mesh)
-    state = run_generator_loop(step, state, place_tree(xn, mesh), k_train, settings,
+                             ema_decay=settings.ema_decay, mesh=mesh, behaviour=behaviour)
+    data = xn
+    if behaviour is not None:   # the members' logits once; decoded networks run each step
+        base, inputs = behaviour_inputs
+        data = {"x": xn, "teacher": teacher_logits(behaviour, base, x, inputs), "base": base,
+                "inputs": inputs, "normalizer": norm}
+    state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
                                ckpt_dir=checkpoint_dir, desc="autoencoder",
                                metrics_fn=metrics_fn, mesh=mesh)
     variables = _final_variables(state)
@@ -102,6 +113,10 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     rel_raw = np.linalg.norm(raw - x) / max(np.linalg.norm(x), 1e-30)
     meta = {
         "model": model_kwargs, "normalization": plain(normalization), "train": plain(train),
+        "behaviour": None if behaviour is None else {"weight": behaviour.weight,
+                                                     "members": behaviour.members,
+                                                     "images": int(jax.tree.leaves(
+                                                         behaviour_inputs[1])[0].shape[0])},
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),
         "latent_shape": list(latents.shape[1:]), "geometry": ae.geometry_meta(),
         "steps": settings.steps,

@@ -37,6 +37,7 @@ from pdiff_jax.runtime import dispatch, sharding
 from pdiff_jax.runtime.train_loop import resumable_loop
 
 from .autoencoder import reconstruction_loss
+from .behaviour import behaviour_loss
 from .diffusion import Schedule, diffusion_loss
 
 
@@ -70,13 +71,14 @@ def init_generator_state(variables: dict, tx, *, ema: bool) -> dict:
     return state
 
 
-def take_batch(data, key, batch_size: int, mesh):
-    """A batch of ``batch_size`` distinct rows of ``data`` in random order."""
+def take_batch(data, key, batch_size: int, mesh, *, return_indices: bool = False):
+    """A batch of ``batch_size`` distinct rows of ``data`` in random order (and, with
+    ``return_indices``, which rows)."""
     idx = jax.random.permutation(key, data.shape[0])[:batch_size]
     batch = data[idx]
     if mesh is not None:
         batch = jax.lax.with_sharding_constraint(batch, sharding.batch_sharded(mesh))
-    return batch
+    return (batch, idx) if return_indices else batch
 
 
 def _apply_update(state, grads, tx, ema_decay, new_batch_stats=None):
@@ -93,12 +95,17 @@ def _apply_update(state, grads, tx, ema_decay, new_batch_stats=None):
 
 
 @functools.partial(jax.jit, donate_argnums=(0,),
-                   static_argnames=("model", "tx", "batch_size", "ema_decay", "mesh"))
+                   static_argnames=("model", "tx", "batch_size", "ema_decay", "mesh",
+                                    "behaviour"))
 def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
-                  ema_decay: float = 0.0, mesh=None):
-    """One AE step on a batch of the normalized zoo ``f32[K, D]``. Returns (state, loss)."""
+                  ema_decay: float = 0.0, mesh=None, behaviour=None):
+    """One AE step on a batch of the normalized zoo ``f32[K, D]``. Returns (state, loss).
+
+    With ``behaviour`` (``behaviour.Behaviour``), ``zoo`` is a dict: ``x`` the normalized
+    zoo, ``teacher`` its logits, and what decoding to networks needs (``behaviour.py``)."""
     k_batch, k_noise = jax.random.split(jax.random.fold_in(key, state["step"]))
-    x = take_batch(zoo, k_batch, batch_size, mesh)  # [B, D]
+    rows = zoo if behaviour is None else zoo["x"]
+    x, idx = take_batch(rows, k_batch, batch_size, mesh, return_indices=True)  # [B, D]
     has_bs = "batch_stats" in state
 
     def loss_fn(params):
@@ -110,10 +117,23 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
                                       mutable=["batch_stats", "losses"] if has_bs
                                       else ["losses"])
         extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
+        if behaviour is not None:
+            extra = extra + _behaviour_term(model, variables, x, idx, zoo, behaviour,
+                                            jax.random.fold_in(k_noise, 1))
         return reconstruction_loss(recon, x) + extra, upd["batch_stats"] if has_bs else None
 
     (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return _apply_update(state, grads, tx, ema_decay, new_bs), loss
+
+
+def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
+    """The behavioural loss of ``behaviour.members`` batch rows, decoded from their latents
+    plus the autoencoder's own latent noise (what sampling decodes near)."""
+    m = min(behaviour.members, x.shape[0])
+    z = model.apply(variables, x[:m], train=False, method="encode")
+    z = z + getattr(model, "latent_noise", 0.0) * jax.random.normal(key, z.shape, z.dtype)
+    decoded = model.apply(variables, z, train=False, method="decode")
+    return behaviour_loss(behaviour, decoded, zoo["teacher"][idx[:m]], zoo)
 
 
 @functools.partial(jax.jit, donate_argnums=(0,),

@@ -128,7 +128,8 @@ def test_compute_frontier_gives_every_point_the_same_n_and_evaluator(zoo):
 
     settings = frontier.FrontierSettings(noise=(0.01, 0.3), interpolation=(0.1, 0.5),
                                          dirichlet=(3,), pca_gaussian=(0.2, 1.0),
-                                         finetune=(5, 10), pdiff=(0.5, 1.0))
+                                         finetune=(5, 10), finetune_members=0,   # n
+                                         pdiff=(0.5, 1.0))
 
     def finetune(members, steps, key):
         return {m: zoo[members] + 0.01 * m for m in steps}
@@ -170,3 +171,25 @@ def test_settings_from_the_config_section_and_the_config_check():
     with pytest.raises(ConfigError, match=r"num_baseline must be equal to "
                                           "evaluate.num_generated = 8"):
         validate_config(unequal)
+
+
+def test_a_diverged_fine_tuning_leaves_its_family_out_and_says_why(zoo):
+    def measure(vectors):
+        acc = np.full(len(vectors), 90.0)
+        return Group(acc, acc, np.zeros((len(vectors), 8), bool), np.asarray(vectors))
+
+    class Zoo:
+        vectors, segments = zoo, None
+
+    def finetune(members, steps, key):
+        raise FloatingPointError("member 3: loss became nan at snapshot 4")
+
+    settings = frontier.FrontierSettings(noise=(0.1,), interpolation=(), dirichlet=(),
+                                         pca_gaussian=(), finetune=(5,), pdiff=(1.0,))
+    out = frontier.compute_frontier(settings, key=jax.random.key(0), zoo=Zoo,
+                                    zoo_measured=measure(zoo), measure=measure,
+                                    finetune=finetune, n=4,
+                                    sample_pdiff=lambda t, k: zoo[:4])
+    assert set(out["families"]) == {"noise"}
+    assert out["failed"] == {"finetune": "fine-tuning diverged: member 3: loss became nan "
+                                         "at snapshot 4"}

@@ -1,0 +1,85 @@
+"""A behavioural term for the autoencoder: decoded networks must act like their members.
+
+Reconstruction error in parameter space weighs every number alike, yet a network's
+accuracy hangs on a few directions of it; the zoo's copies through a plain autoencoder
+already lose accuracy ("Structure Is Not Enough", 2025, makes the same point for weight
+generators). With ``generator.autoencoder.behaviour.weight > 0`` each training step also
+decodes ``members`` rows of its batch from their latents plus the autoencoder's latent
+noise (the neighbourhood the diffusion model samples from), runs the decoded networks
+on a fixed batch of ``images`` training images, and adds
+
+    weight * mean_{members, images} KL(softmax(member's logits) || softmax(decoded's logits))
+
+to the loss. The members' logits are computed once. For a subset zoo the images enter at
+the zoo's split point (the frozen head's activations, computed once too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pdiff_jax.params.subset import ParamSpec, merge, unflatten_subset
+
+from .normalize import denormalize
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourSettings:
+    """The ``generator.autoencoder.behaviour`` config section (weight 0: off)."""
+
+    weight: float = 0.0     # the KL term's weight against the reconstruction MSE
+    images: int = 128       # training images the decoded networks are run on
+    members: int = 32       # batch rows that get the term each step (its cost)
+
+
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """What the training step needs to run decoded networks (static, hashable)."""
+
+    model_def: object
+    spec: ParamSpec
+    start: str | None       # the split point the inputs enter at (None: the images)
+    members: int
+    weight: float
+
+
+def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs):
+    """f32[n, b, C]: the logits of parameter sets ``f32[n, D]`` on ``inputs`` (b rows)."""
+
+    def one(vector):
+        variables = merge(base, unflatten_subset(vector, spec))
+        return model_def.apply(variables, inputs, train=False, start=start)
+
+    return jax.vmap(one)(vectors)
+
+
+@functools.partial(jax.jit, static_argnames=("model_def", "spec", "start"))
+def _logits_jit(base, vectors, inputs, *, model_def, spec, start):
+    return logits_of(model_def, spec, start, base, vectors, inputs)
+
+
+def teacher_logits(behaviour: Behaviour, base, vectors, inputs, chunk: int = 50) -> np.ndarray:
+    """f32[K, b, C]: every zoo member's logits on the behaviour inputs (computed once)."""
+    out = [np.asarray(_logits_jit(base, jnp.asarray(vectors[i:i + chunk]), inputs,
+                                  model_def=behaviour.model_def, spec=behaviour.spec,
+                                  start=behaviour.start))
+           for i in range(0, len(vectors), chunk)]
+    return np.concatenate(out)
+
+
+def behaviour_loss(behaviour: Behaviour, decoded, teacher, data) -> jax.Array:
+    """The weighted KL term for decoded normalized vectors ``f32[M, n]`` against the
+    members' logits ``teacher f32[M, b, C]``; ``data`` holds ``normalizer``, ``base`` and
+    ``inputs`` (see ``stages.train_autoencoder``)."""
+    raw = denormalize(data["normalizer"], decoded)                     # [M, D]
+    student = logits_of(behaviour.model_def, behaviour.spec, behaviour.start, data["base"],
+                        raw, data["inputs"])                          # [M, b, C]
+    log_p = jax.nn.log_softmax(teacher, axis=-1)
+    log_q = jax.nn.log_softmax(student, axis=-1)
+    kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)           # [M, b]
+    return behaviour.weight * jnp.mean(kl)

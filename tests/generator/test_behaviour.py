@@ -1,0 +1,64 @@
+"""Tests for pdiff_jax.generator.behaviour: the autoencoder's behavioural term."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from pdiff_jax.generator import default_generator_config, train_autoencoder
+from pdiff_jax.generator.behaviour import Behaviour, behaviour_loss, teacher_logits
+from pdiff_jax.generator.normalize import fit_normalizer, normalize
+from pdiff_jax.models import get_model
+from pdiff_jax.params.subset import ParamSpec, flatten_subset
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Eight MLPs on 6x6 inputs (D = 36*4 + 4 + 4*3 + 3 + 3*10 + 10 = 203) and 16 images."""
+    model_def = get_model("mlp3", num_classes=10, input_shape=(6, 6, 1), hidden=(4, 3))
+    members = [model_def.init(jax.random.key(i)) for i in range(8)]
+    spec = ParamSpec.from_variables(members[0], ".*")
+    vectors = np.stack([np.asarray(flatten_subset(v, spec)) for v in members])
+    images = np.asarray(jax.random.normal(jax.random.key(9), (16, 6, 6, 1)))
+    behaviour = Behaviour(model_def, spec, None, members=4, weight=1.0)
+    return behaviour, members[0], vectors, images
+
+
+def test_teacher_logits_are_each_members_own(tiny):
+    behaviour, base, vectors, images = tiny
+    logits = teacher_logits(behaviour, base, vectors, images, chunk=3)
+    assert logits.shape == (8, 16, 10)
+    from pdiff_jax.params.subset import merge, unflatten_subset
+    own = behaviour.model_def.apply(merge(base, unflatten_subset(vectors[5], behaviour.spec)),
+                                    images)
+    np.testing.assert_allclose(logits[5], own, rtol=1e-5, atol=1e-5)
+
+
+def test_the_term_is_zero_for_exact_copies_and_positive_otherwise(tiny):
+    behaviour, base, vectors, images = tiny
+    norm = fit_normalizer(vectors, components=0)
+    data = {"normalizer": norm, "base": base, "inputs": images}
+    teacher = teacher_logits(behaviour, base, vectors, images)
+    exact = behaviour_loss(behaviour, normalize(norm, vectors), teacher, data)
+    assert float(exact) == pytest.approx(0.0, abs=1e-6)
+    swapped = behaviour_loss(behaviour, normalize(norm, vectors[::-1]), teacher, data)
+    assert float(swapped) > 1e-3
+
+
+def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
+    behaviour, base, vectors, images = tiny
+    cfg = default_generator_config()
+    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
+    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3)
+    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
+              model=cfg.autoencoder.model, train=cfg.autoencoder.train)
+    plain_arrays, plain_meta = train_autoencoder(vectors, **kw)
+    arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
+                                     behaviour_inputs=(base, images), **kw)
+    assert meta["behaviour"] == {"weight": 1.0, "members": 4, "images": 16}
+    assert plain_meta["behaviour"] is None
+    assert np.isfinite(arrays["latents"]).all()
+    # The term changes the gradient, so the trained weights differ.
+    assert not np.allclose(jax.tree.leaves(arrays["params"])[0],
+                           jax.tree.leaves(plain_arrays["params"])[0])
