@@ -28,6 +28,9 @@ CHANNELS = (0, 1, 3)                      # 0 = as the data set has them
 
 # generator
 NORMALIZATION_MODES = ("coordinate", "tensor", "none")
+# How the projection onto the zoo's principal coordinates is kept: rows f32[n, D], or
+# coefficients f32[n, K] over the zoo's members (generator/implicit_basis.py)
+NORMALIZATION_BASES = ("dense", "implicit")
 AUTOENCODER_KINDS = ("conv", "fc", "paper", "vae", "identity")
 DENOISER_KINDS = ("unet", "paper")        # trained by the diffusion stage
 LATENT_FIT_KINDS = ("gaussian", "kde")    # fitted in closed form instead of a denoiser
