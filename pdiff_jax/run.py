@@ -71,7 +71,9 @@ class Run:
         """The trained generator (``generator.TrainedGenerator``) of this run."""
         from pdiff_jax.generator import load_generator
 
-        return load_generator(self.workdir, require_diffusion=require_diffusion)
+        # A generator with an implicit principal basis reads the zoo: this run's, loaded once.
+        return load_generator(self.workdir, require_diffusion=require_diffusion,
+                              zoo=lambda: self.zoo.vectors)
 
     def sampler_settings(self, **overrides):
         """The run's ``generator.sampling`` settings, with any non-None ``overrides``."""

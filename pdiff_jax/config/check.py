@@ -121,6 +121,7 @@ CHOICES = {
     "zoo.optimizer": OPTIMIZERS, "zoo.subset_optimizer": OPTIMIZERS,
     "zoo.schedule": SCHEDULES, "zoo.augment": AUGMENTATIONS, "data.channels": CHANNELS,
     "generator.normalization.mode": NORMALIZATION_MODES, f"{_AE}.model.kind": AUTOENCODER_KINDS,
+    "generator.normalization.basis": NORMALIZATION_BASES,
     f"{_DIFF}.model.kind": DIFFUSION_MODEL_KINDS,
     f"{_AE}.model.norm": NORMS, f"{_AE}.model.size": PAPER_AE_SIZES,
     "generator.sampling.sampler": SAMPLERS,

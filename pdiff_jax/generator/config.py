@@ -48,8 +48,11 @@ def _train(steps: int, ema_decay: float) -> dict:
 
 def default_generator_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
-    # components > 0: the AE sees the zoo's top principal coordinates, not D numbers.
-    cfg.normalization = dict(mode="coordinate", std_floor=1e-4, abs_floor=1e-8, components=0)
+    # components > 0: the AE sees the zoo's top principal coordinates, not D numbers; basis
+    # 'dense' keeps them as f32[n, D] rows, 'implicit' as f32[n, K] coefficients over the
+    # zoo (no K x D copy beside the zoo; normalize.py, implicit_basis.py).
+    cfg.normalization = dict(mode="coordinate", std_floor=1e-4, abs_floor=1e-8, components=0,
+                             basis="dense")
     cfg.autoencoder = dict(
         model=dict(
             # conv: folded 1D-CNN (subsets: snapshots of one model); fc: dense layers with a

@@ -84,7 +84,10 @@ class TrainedGenerator:
     """A trained p-diff generator (parameter autoencoder + latent diffusion)."""
 
     def __init__(self, ae_arrays: dict, ae_meta: dict, diff_arrays: dict | None = None,
-                 diff_meta: dict | None = None):
+                 diff_meta: dict | None = None, *, zoo=None):
+        """``zoo`` f32[K, D]: the zoo the autoencoder was trained on, needed (and only
+        read) when its normalizer keeps the principal basis implicit
+        (``generator.normalization.basis = 'implicit'``)."""
         self.D = int(ae_meta["D"])
         self.K = int(ae_meta["K"])
         self.fingerprint = ae_meta["fingerprint"]
@@ -99,7 +102,12 @@ class TrainedGenerator:
         self.ae_variables = {"params": ae_arrays["params"]}
         if "batch_stats" in ae_arrays:
             self.ae_variables["batch_stats"] = ae_arrays["batch_stats"]
-        self.normalizer = normalizer_from_arrays(ae_arrays["normalizer"])
+        self.normalizer = normalizer_from_arrays(ae_arrays["normalizer"], zoo=zoo)
+        if self.normalizer.implicit and self.normalizer.zoo is None:
+            raise MismatchError("this generator's normalizer keeps its principal basis as "
+                                "coefficients over the zoo (normalization.basis='implicit'): "
+                                "pass zoo=<the zoo's vectors f32[K, D]>, or load it with "
+                                "load_generator(workdir), which reads the run's zoo")
         self.zoo_latents = ae_arrays["latents"]  # f32[K, L, C]
         self.latent_shape = tuple(self.zoo_latents.shape[1:])
         # Where new latents come from: a trained denoiser or a fitted prior (priors.py);
@@ -166,15 +174,26 @@ class TrainedGenerator:
                              "use the zoo it was trained on")
 
 
-def load_generator(workdir, *, require_diffusion: bool = True) -> TrainedGenerator:
+def load_generator(workdir, *, require_diffusion: bool = True, zoo=None) -> TrainedGenerator:
     """The generator trained in the run directory ``workdir``.
 
-    Raises ``CheckpointError`` naming the command that trains a missing stage.
+    ``zoo``: for a generator whose principal basis is implicit, the zoo's vectors
+    f32[K, D] or a function returning them (None: read from the run's zoo artifact);
+    not read otherwise. Raises ``CheckpointError`` naming the command that trains a
+    missing stage.
     """
     workdir = Path(workdir)
     ae_arrays, ae_meta = artifacts.load_artifact(
         artifacts.artifact_dir(workdir, artifacts.AUTOENCODER), what="autoencoder",
         hint=TRAIN_HINT.format(workdir=workdir, stage="autoencoder,diffusion"))
+    vectors = None
+    if "coefficients" in ae_arrays["normalizer"]:   # an implicit basis: the zoo is part of it
+        if zoo is None:
+            from pdiff_jax.zoo.store import load_zoo
+
+            vectors = load_zoo(artifacts.artifact_dir(workdir, artifacts.ZOO)).vectors
+        else:
+            vectors = zoo() if callable(zoo) else zoo
     diff_dir = artifacts.artifact_dir(workdir, artifacts.DIFFUSION)
     diff_arrays = diff_meta = None
     if artifacts.exists(diff_dir):
@@ -182,7 +201,7 @@ def load_generator(workdir, *, require_diffusion: bool = True) -> TrainedGenerat
     elif require_diffusion:
         raise CheckpointError(f"no trained diffusion model at {diff_dir}: "
                               + TRAIN_HINT.format(workdir=workdir, stage="diffusion"))
-    return TrainedGenerator(ae_arrays, ae_meta, diff_arrays, diff_meta)
+    return TrainedGenerator(ae_arrays, ae_meta, diff_arrays, diff_meta, zoo=vectors)
 
 
 def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSettings, *, n: int,
