@@ -24,6 +24,7 @@ import numpy as np
 
 from pdiff_jax import artifacts
 from pdiff_jax.evaluation import baselines, protocol
+from pdiff_jax.evaluation.report import append_section
 
 TARGET_FRACTION = 0.8   # the share of a level's samples that should land in its range
 
@@ -179,9 +180,6 @@ def append_to_report(results: Mapping, workdir) -> Path | None:
         return None
     workdir = Path(workdir)
     picture = plot_levels(workdir / artifacts.CONDITIONAL_LEVELS_PNG, conditional)
-    lines = [*markdown(conditional), f"![conditional levels]({picture.relative_to(workdir)})",
-             ""]
-    report = workdir / artifacts.REPORT_MD
-    with report.open("a") as f:
-        f.write("\n" + "\n".join(lines))
-    return report
+    return append_section(workdir, [*markdown(conditional),
+                                    f"![conditional levels]({picture.relative_to(workdir)})",
+                                    ""])

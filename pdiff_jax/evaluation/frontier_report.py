@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from pdiff_jax import artifacts
+from pdiff_jax.evaluation.report import append_section
 
 COLUMNS = ("knob", "n", "median", "best", "nn_iou_any", "nn_max_iou", "nn_iou_within", "nn_l2")
 KNOB_NAMES = {"noise": "amplitude", "interpolation": "a", "dirichlet": "k members",
@@ -105,10 +106,7 @@ def append_to_report(results: Mapping, workdir) -> Path | None:
         return None
     workdir = Path(workdir)
     picture = plot_frontier(workdir / artifacts.FRONTIER_PNG, frontier)
-    report = workdir / artifacts.REPORT_MD
-    with report.open("a") as f:
-        f.write("\n".join(markdown(frontier, str(picture.relative_to(workdir)))) + "\n")
-    return report
+    return append_section(workdir, [*markdown(frontier, str(picture.relative_to(workdir))), ""])
 
 
 def summary_text(frontier: Mapping) -> str:

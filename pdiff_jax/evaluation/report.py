@@ -267,6 +267,13 @@ def _autoencoder_lines(ae: Mapping | None) -> list[str]:
     return lines + _table(["what", "value"], rows)
 
 
+def append_section(workdir, lines: list[str]) -> Path:
+    """Append a section (``lines``, the last one empty) to ``workdir/report.md``."""
+    with (path := Path(workdir) / artifacts.REPORT_MD).open("a") as f:
+        f.write("\n" + "\n".join(lines))
+    return path
+
+
 def write_report(results: Mapping, workdir, pictures: Mapping[str, Path] | None = None
                  ) -> Path:
     """Write workdir/report.md (tables in the paper's format, figures, protocol).
