@@ -194,14 +194,14 @@ def _frontier(run: Run, key, zoo_arrays) -> dict:
 
     def sample_pdiff(knob, k):
         if settings.pdiff_knob == "temperature":
-            latents = generator.sample_latents(
-                k, e.num_generated, dataclasses.replace(sampler, temperature=knob))
+            vectors = generator.sample(k, e.num_generated,
+                                       dataclasses.replace(sampler, temperature=knob))
         else:   # guidance toward the zoo's top accuracy: the top level, or the best member's
             top = cond.num_levels - 1 if cond.kind == "level" else float(
                 np.max(zoo.test_acc if cond.on == "test" else zoo.train_acc))
-            latents = generator.sample_latents(k, e.num_generated, sampler, condition=top,
-                                               guidance_scale=knob)
-        return np.asarray(generator.decode(latents), np.float32)
+            vectors = generator.sample(k, e.num_generated, sampler, condition=top,
+                                       guidance_scale=knob)
+        return np.asarray(vectors, np.float32)
 
     finetune = functools.partial(
         finetuned_members, evaluator=evaluator, zoo=zoo, model_def=run.model_def,

@@ -46,6 +46,7 @@ from absl import logging
 
 from pdiff_jax.config.choices import FRONTIER_FAMILIES
 from pdiff_jax.evaluation import baselines, novelty, protocol
+from pdiff_jax.generator.implicit_basis import top_eigen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +113,7 @@ def principal_basis(zoo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(zoo, np.float32)
     mean = x.mean(0, dtype=np.float64).astype(np.float32)
     xc = (x - mean).astype(np.float64)
-    eigval, eigvec = np.linalg.eigh(xc @ xc.T)                             # ascending
-    keep = eigval > eigval.max(initial=0.0) * 1e-10
-    eigval, eigvec = eigval[keep][::-1], eigvec[:, keep][:, ::-1]
+    eigval, eigvec = top_eigen(xc @ xc.T)
     singular = np.sqrt(eigval)
     return mean, singular / math.sqrt(len(x)), eigvec.T / singular[:, None]
 

@@ -47,6 +47,18 @@ def centred_block(zoo, mean, std, center, s: slice):
     return (zoo[:, s] - mean[s]) / std[s] - center[s]
 
 
+def top_eigen(gram: np.ndarray, components: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``(eigenvalues f64[n], eigenvectors f64[K, n])`` of a centred zoo's K x K Gram
+    matrix, largest first, at most ``components`` (None: all), without the null
+    directions (the centred zoo has rank <= K - 1)."""
+    eigvals, eigvecs = np.linalg.eigh(gram)               # ascending
+    keep = eigvals > eigvals.max() * 1e-10
+    order = np.argsort(eigvals)[::-1]
+    order = order[keep[order]][:components]
+    return eigvals[order], eigvecs[:, order]
+
+
 def fit_coefficients(zoo: np.ndarray, mean: np.ndarray, std: np.ndarray, components: int,
                      block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """(center f32[D], coefficients f32[n, K], scale f32[]) of the top ``components``
@@ -67,11 +79,7 @@ def fit_coefficients(zoo: np.ndarray, mean: np.ndarray, std: np.ndarray, compone
     for s in blocks:   # the Gram matrix of exactly the Yc that apply() rebuilds
         yc = centred_block(zoo, mean, std, center, s).astype(np.float64)
         gram += yc @ yc.T
-    eigvals, eigvecs = np.linalg.eigh(gram)               # ascending
-    keep = eigvals > eigvals.max() * 1e-10                # the centred zoo has rank <= K - 1
-    order = np.argsort(eigvals)[::-1]
-    order = order[keep[order]][:components]
-    lam, u = eigvals[order], eigvecs[:, order]
+    lam, u = top_eigen(gram, components)
     coefficients = (u / np.sqrt(lam)).T                   # [n, K]: rows of u.T / sqrt(lam)
     scale = np.sqrt(lam.sum() / (K * len(lam)))           # RMS of the coordinates
     return center, coefficients.astype(np.float32), np.float32(scale)

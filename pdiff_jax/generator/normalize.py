@@ -75,11 +75,7 @@ def zoo_principal_basis(y: np.ndarray, components: int) -> tuple[np.ndarray, ...
     y = np.asarray(y, np.float64)
     center = y.mean(0)
     yc = y - center
-    eigvals, eigvecs = np.linalg.eigh(yc @ yc.T)          # ascending
-    keep = eigvals > eigvals.max() * 1e-10                # the centred zoo has rank <= K - 1
-    order = np.argsort(eigvals)[::-1]
-    order = order[keep[order]][:components]
-    lam, u = eigvals[order], eigvecs[:, order]
+    lam, u = implicit_basis.top_eigen(yc @ yc.T, components)
     basis = (u.T @ yc) / np.sqrt(lam)[:, None]            # [n, D], orthonormal rows
     scale = np.sqrt(lam.sum() / (len(y) * len(lam)))      # RMS of the coordinates
     return center.astype(np.float32), basis.astype(np.float32), np.float32(scale)
