@@ -66,6 +66,11 @@ def quoted_results(results: dict) -> dict:
             "zoo": f["zoo"], "pdiff": [point(q) for q in f["pdiff"]],
             "families": {name: [point(q) for q in pts] for name, pts in f["families"].items()},
             "margin": f["margin"], "margin_notes": f.get("margin_notes", {})}
+    if "conditional" in results:   # per requested level: each group's summary, no arrays
+        c = results["conditional"]
+        out["conditional"] = {k: v for k, v in c.items() if k != "levels"} | {
+            "levels": [{k: v for k, v in level.items() if not k.endswith("_acc")}
+                       for level in c["levels"]]}
     if "autoencoder" in results:   # how well the generator's autoencoder copies the zoo
         out["autoencoder"] = {k: v for k, v in results["autoencoder"].items()
                               if not isinstance(v, (list, dict))}

@@ -124,6 +124,23 @@ def test_make_record_keeps_the_quoted_fields_and_drops_the_per_model_arrays(tmp_
     assert json.loads(path.read_text()) == record
 
 
+def test_a_conditional_run_keeps_each_levels_summary_without_its_accuracies(tmp_path):
+    make_record = _script("make_record")
+    _finished_run(tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    level = {"level": 0, "range": [75.0, 85.0],
+             "generated": {"median": 81.3, "fraction_inside": 0.91, "n": 3},
+             "generated_test_acc": [80.0, 81.3, 84.0]}
+    results["conditional"] = {"all_levels_met": False, "guidance_scale": 3.0,
+                              "levels": [level]}
+    (tmp_path / "run" / "results.json").write_text(json.dumps(results))
+    record = make_record.make_record(tmp_path / "run", name="c", command="c", revision="r",
+                                     load=(0, 0, 0), machine_info={})
+    assert record["results"]["conditional"] == {
+        "all_levels_met": False, "guidance_scale": 3.0,
+        "levels": [{k: v for k, v in level.items() if k != "generated_test_acc"}]}
+
+
 def test_git_revision_marks_a_dirty_tree(tmp_path):
     make_record = _script("make_record")
     git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True,
