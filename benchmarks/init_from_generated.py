@@ -12,6 +12,14 @@ zoo members of that level. Writes ``init.json`` (curves), ``init.md`` (steps-to-
 table) and ``init.png`` (the four curves) into ``--out``, and prints the table.
 The target defaults to the median test accuracy of the zoo members (c) is drawn from,
 minus ``--below`` points.
+
+Per start the table and ``init.json`` give the steps to target of the mean curve and the
+spread of the per-run steps (mean / std / min / max over the runs that reach it, the
+per-run list, the runs that never do). ``--record PATH`` also writes a compact record of
+the measurement (command, revision, machine, load, date, target, per start: n, steps to
+target mean / std / min / max / per run, runs reaching, accuracy at step 0 and at the end,
+and the speed-ups of p-diff over random init and against a random member), e.g.
+``results/init-mnist.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +57,10 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=None, help="default: the zoo's")
     p.add_argument("--batch-size", type=int, default=None, help="default: the zoo's")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", default=None,
+                   help="also write the compact measurement record (JSON) here")
     a = p.parse_args(argv)
+    load_at_start = load()
 
     import pdiff_jax
     from pdiff_jax.evaluation import init_training as it
@@ -95,6 +108,63 @@ def main(argv=None) -> None:
     lines = [f"Setting: {json.dumps(setting)}", "", *it.markdown(summary, a.every)]
     (out / "init.md").write_text("\n".join(lines))
     print("\n".join(lines))
+    if a.record:
+        argv_used = sys.argv[1:] if argv is None else list(argv)
+        rec = record(summary, setting, argv_used, load_at_start)
+        Path(a.record).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.record).write_text(json.dumps(rec, indent=1) + "\n")
+        print(f"record: {a.record}")
+
+
+def revision() -> str:
+    """The short commit of the source tree, '+dirty (files)' when pdiff_jax/, benchmarks/
+    or configs/ have uncommitted changes ('?' outside a git checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "pdiff_jax",
+                                "benchmarks", "configs"], cwd=root, text=True,
+                               capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    files = [line[3:] for line in dirty.splitlines() if line.strip()]
+    return rev + (f"+dirty ({', '.join(files)})" if files else "")
+
+
+def record(summary: dict, setting: dict, argv: list[str], load_at_start: str) -> dict:
+    """The compact measurement record: per start the spread of the steps to target."""
+    from pdiff_jax.evaluation import init_training as it
+
+    starts = {}
+    for kind in it.INIT_KINDS:
+        s = summary["kinds"][kind]
+        r = s["steps_to_target"]
+        starts[kind] = {"label": it.LABELS[kind], "n": r["n"],
+                        "steps_to_target": {k: r[k] for k in
+                                            ("mean", "std", "min", "max", "per_run")},
+                        "runs_reaching": r["reaching"], "runs_not_reaching": r["not_reaching"],
+                        "steps_mean_curve": s["steps_mean_curve"],
+                        "acc_step0_mean": s["start"], "acc_step0_std": s["start_std"],
+                        "acc_final_mean": s["final"], "acc_final_std": s["final_std"]}
+    return {"command": "python benchmarks/init_from_generated.py " + shlex.join(argv),
+            "revision": revision(), "machine": setting["machine"],
+            "load_average": {"start": load_at_start, "end": setting["load_at_end"]},
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": setting["seconds"],
+            "setting": {k: setting[k] for k in ("workdir", "arch", "mode", "D", "K", "level",
+                                                "optimizer", "lr", "batch_size", "n",
+                                                "steps", "every")},
+            "target": summary["target"],
+            "std": "sample std (ddof 1): of the accuracies over the n runs, of the steps "
+                   "over the runs that reach the target",
+            "starts": starts,
+            "speedup_pdiff_over_random": {
+                "per_run_means": summary["speedup_pdiff_over_random_runs"],
+                "mean_curves": summary["speedup_pdiff_over_random"],
+                "note": "a start already at the target counts as one snapshot interval"},
+            "member_over_pdiff": {
+                "per_run_means": summary["member_over_pdiff_runs"],
+                "note": ">= 1: p-diff no slower than a random member"}}
 
 
 if __name__ == "__main__":

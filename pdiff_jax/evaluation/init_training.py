@@ -100,45 +100,96 @@ def init_curves(evaluator, zoo, model_def, dataset, *, generated: np.ndarray, ke
     return out
 
 
+def run_stats(per_run, every: float) -> dict:
+    """Spread of the per-run steps to target: mean / std (ddof 1) / min / max over the runs
+    that reach it, their count, the indices of the runs that never do, and the mean with a
+    start already at the target counted as one snapshot interval (``every``)."""
+    reached = np.asarray([s for s in per_run if s is not None], float)
+    stats = {"per_run": list(per_run), "reaching": int(reached.size), "n": len(per_run),
+             "not_reaching": [i for i, s in enumerate(per_run) if s is None],
+             "mean": None, "std": None, "min": None, "max": None, "mean_floored": None}
+    if reached.size:
+        stats.update(mean=float(reached.mean()),
+                     std=float(reached.std(ddof=1)) if reached.size > 1 else 0.0,
+                     min=float(reached.min()), max=float(reached.max()),
+                     mean_floored=float(np.maximum(reached, every).mean()))
+    return stats
+
+
 def summarize(curves: Mapping, target: float) -> dict:
-    """Per kind: start / final mean accuracy, steps to ``target`` of the mean curve and of
-    each run (median), and the speed-up of p-diff over random init."""
+    """Per kind: start / final accuracy (mean, std with ddof 1), steps to ``target`` of the
+    mean curve and of each run (median, and ``run_stats``: mean / std / min / max / per-run
+    list), and the speed-up of p-diff over random init and against a random member.
+
+    A start already at the target counts as one snapshot interval, not zero, in both
+    ratios (so they stay finite); a ratio is None when either side has a run that never
+    reaches the target (its mean would hide that run)."""
     steps = curves["steps"]
+    every = float(steps[1] - steps[0])
     table = {}
     for kind in INIT_KINDS:
         acc = np.asarray(curves[kind]["test_acc"])
         mean = acc.mean(0)
         per_run = [steps_to_target(a, steps, target) for a in acc]
         reached = [s for s in per_run if s is not None]
-        table[kind] = {"start": float(mean[0]), "final": float(mean[-1]),
+        ddof = 1 if len(acc) > 1 else 0
+        table[kind] = {"start": float(mean[0]), "start_std": float(acc[:, 0].std(ddof=ddof)),
+                       "final": float(mean[-1]), "final_std": float(acc[:, -1].std(ddof=ddof)),
                        "steps_mean_curve": steps_to_target(mean, steps, target),
                        "steps_median_run": float(np.median(reached)) if reached else None,
-                       "runs_reaching": f"{len(reached)}/{len(per_run)}"}
+                       "runs_reaching": f"{len(reached)}/{len(per_run)}",
+                       "steps_to_target": run_stats(per_run, every)}
     a, d = table["pdiff"]["steps_mean_curve"], table["random"]["steps_mean_curve"]
     speedup = None
     if a is not None and d is not None:
         # a start already at the target counts as one snapshot interval, not zero
-        speedup = d / max(a, steps[1] - steps[0])
-    return {"target": target, "kinds": table, "speedup_pdiff_over_random": speedup}
+        speedup = d / max(a, every)
+
+    def ratio(slow: str, fast: str):
+        s, f = table[slow]["steps_to_target"], table[fast]["steps_to_target"]
+        if s["not_reaching"] or f["not_reaching"]:
+            return None
+        return s["mean_floored"] / f["mean_floored"]
+
+    return {"target": target, "kinds": table, "speedup_pdiff_over_random": speedup,
+            "speedup_pdiff_over_random_runs": ratio("random", "pdiff"),
+            "member_over_pdiff_runs": ratio("zoo_member", "pdiff")}
 
 
 def markdown(summary: Mapping, every: int) -> list[str]:
-    """The steps-to-target table."""
+    """The steps-to-target table: mean curve, median run, and mean ± std [min, max] of
+    the per-run steps (over the runs that reach the target)."""
     lines = [f"Target: {summary['target']:.2f} % test accuracy; steps counted in snapshots "
-             f"of {every} (a start already at the target counts as {every}).", "",
-             "| start | acc. at step 0 (mean) | final (mean) | steps to target (mean curve) "
-             "| steps to target (median run) | runs reaching it |",
+             f"of {every} (a start already at the target counts as {every} in the "
+             "speed-ups).", "",
+             "| start | acc. at step 0 (mean ± std) | final (mean ± std) "
+             "| steps to target (mean curve) | steps to target per run: mean ± std [min, max] "
+             "| runs reaching it |",
              "|---|---|---|---|---|---|"]
+    fmt = lambda v: "never" if v is None else f"{v:.0f}"
     for kind in INIT_KINDS:
         s = summary["kinds"][kind]
-        fmt = lambda v: "never" if v is None else f"{v:.0f}"
-        lines.append(f"| {LABELS[kind]} | {s['start']:.2f} | {s['final']:.2f} | "
-                     f"{fmt(s['steps_mean_curve'])} | {fmt(s['steps_median_run'])} | "
-                     f"{s['runs_reaching']} |")
+        r = s.get("steps_to_target") or run_stats([], every)
+        runs = ("never" if r["mean"] is None else
+                f"{r['mean']:.1f} ± {r['std']:.1f} [{r['min']:.0f}, {r['max']:.0f}]")
+        if r["not_reaching"]:
+            runs += f" (never: runs {', '.join(map(str, r['not_reaching']))})"
+        lines.append(f"| {LABELS[kind]} | {s['start']:.2f} ± {s.get('start_std', 0):.2f} | "
+                     f"{s['final']:.2f} ± {s.get('final_std', 0):.2f} | "
+                     f"{fmt(s['steps_mean_curve'])} | {runs} | {s['runs_reaching']} |")
     sp = summary["speedup_pdiff_over_random"]
     lines += ["", "Speed-up of (a) over (d), steps to target of the mean curves: "
               + ("not defined (one never reaches the target)" if sp is None else
-                 f"**{sp:.1f}x**"), ""]
+                 f"**{sp:.1f}x**")]
+    ratios = (("speedup_pdiff_over_random_runs", "Speed-up of (a) over (d), mean per-run "
+               "steps"), ("member_over_pdiff_runs", "(c) / (a), mean per-run steps "
+                          "(>= 1: p-diff no slower than a random member)"))
+    for name, text in ratios:
+        if name in summary:
+            v = summary[name]
+            lines.append(f"{text}: " + ("not defined (a run never reaches the target)"
+                                        if v is None else f"**{v:.2f}x**"))
+    lines.append("")
     return lines
 
 

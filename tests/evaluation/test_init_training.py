@@ -83,8 +83,24 @@ def test_steps_to_target_and_speedup():
     assert s["kinds"]["pdiff"]["steps_mean_curve"] == 10.0
     assert s["kinds"]["zoo_mean"]["steps_mean_curve"] is None
     assert s["speedup_pdiff_over_random"] == pytest.approx(4.0)
+    assert s["speedup_pdiff_over_random_runs"] == pytest.approx(4.0)
+    assert s["member_over_pdiff_runs"] == pytest.approx(2.0)
+    assert s["kinds"]["zoo_mean"]["steps_to_target"]["not_reaching"] == [0]
     text = "\n".join(it.markdown(s, 10))
-    assert "| (b) zoo mean | 10.00 | 50.00 | never | never | 0/1 |" in text and "4.0x" in text
+    assert ("| (b) zoo mean | 10.00 ± 0.00 | 50.00 ± 0.00 | never | never (never: runs 0) "
+            "| 0/1 |") in text and "4.0x" in text and "2.00x" in text
+    assert "| (a) p-diff samples | 80.00 ± 0.00 | 93.00 ± 0.00 | 10 | 10.0 ± 0.0 [10, 10] |" \
+        in text
+
+
+def test_run_stats_spread_and_runs_never_reaching():
+    r = it.run_stats([0.0, 10.0, None, 30.0], 10)
+    assert r["reaching"] == 3 and r["n"] == 4 and r["not_reaching"] == [2]
+    assert r["mean"] == pytest.approx(40 / 3) and r["min"] == 0 and r["max"] == 30
+    assert r["std"] == pytest.approx(np.std([0, 10, 30], ddof=1))
+    assert r["mean_floored"] == pytest.approx(50 / 3)     # the start at target counts as 10
+    none = it.run_stats([None, None], 10)
+    assert none["mean"] is None and none["not_reaching"] == [0, 1]
 
 
 def test_plot_of_four_curves(tmp_path):
