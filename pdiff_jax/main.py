@@ -13,7 +13,6 @@ prints its traceback (``pdiff_jax.errors``).
 
 from __future__ import annotations
 
-import dataclasses
 import logging as std_logging
 import os
 import sys
@@ -67,43 +66,7 @@ def main(argv):
     # Before anything touches a device: join the other processes of a multi-host run.
     distributed.maybe_initialize()
     logging.info("workdir: %s", _WORKDIR.value)
-    _announce_long_collect(_CONFIG.value, Path(_WORKDIR.value), _STAGES.value)
     pipeline.run_pipeline(_CONFIG.value, _WORKDIR.value, stages=_STAGES.value or None)
-
-
-def _announce_long_collect(config, workdir: Path, stages) -> None:
-    """One log line with the collect stage's time, from a few timed steps, before it starts.
-
-    Skipped where there is nothing to estimate (collect not asked for, finished, or an
-    imported zoo) and off the CPU (accelerators run k steps per call on device-resident
-    data, which this probe would not measure).
-    """
-    import jax
-
-    from pdiff_jax.config.check import validate_config
-
-    collect = next(s for s in pipeline.STAGES if s.name == "collect")
-    if ((stages and collect.name not in stages) or config.zoo.get("source", "")
-            or jax.default_backend() != "cpu" or collect.finished(workdir)):
-        return
-    from pdiff_jax.run import Run
-    from pdiff_jax.zoo import estimate
-    from pdiff_jax.zoo.settings import ZooSettings
-
-    # The probe builds the data and the model: a config mistake should meet its own
-    # one-line error first (run_pipeline checks again; both are cheap).
-    validate_config(config, workdir=workdir)
-    known = {f.name for f in dataclasses.fields(ZooSettings)}
-    settings = ZooSettings.from_section({k: v for k, v in config.zoo.items() if k in known})
-    run = Run(config, workdir)
-    found = estimate.estimate_collect(run.dataset, run.model_def, settings, seed=config.seed,
-                                      mesh=run.mesh)
-    message = estimate.long_collect_message(found, run.model_def.name)
-    if message:
-        logging.warning(message)
-    else:
-        logging.info("collect: about %s of training (%.3f s per step, timed)",
-                     estimate.about(found.seconds), found.step_seconds)
 
 
 def _parse_flags(argv):

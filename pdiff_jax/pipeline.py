@@ -51,6 +51,7 @@ def stage_key(seed: int, name: str) -> jax.Array:
 
 
 def _collect(run: Run, key, log):
+    from pdiff_jax.zoo import estimate
     from pdiff_jax.zoo.collect import collect_vectors
     from pdiff_jax.zoo.settings import ZooSettings
     from pdiff_jax.zoo.store import Zoo, dataset_identity
@@ -62,6 +63,8 @@ def _collect(run: Run, key, log):
         imported = import_zoo(settings, run.model_def, run.dataset, seed=cfg.seed)
         base, vectors, spec, split = imported.base, imported.vectors, imported.spec, None
     else:
+        # Said before the training starts, from the data set this stage loads anyway.
+        estimate.announce(run.dataset, run.model_def, settings, seed=cfg.seed, mesh=run.mesh)
         base, vectors, spec, split = collect_vectors(
             run.dataset, run.model_def, settings, seed=cfg.seed, mesh=run.mesh,
             metrics_fn=log, checkpoints=artifacts.checkpoint_dir(run.workdir, "collect"))

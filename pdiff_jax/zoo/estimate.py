@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from pdiff_jax.data.batches import iterate_batches
 from pdiff_jax.runtime import sharding
@@ -141,3 +142,18 @@ def long_collect_message(estimate: Estimate, arch: str,
             f"just now{'' if e.load is None else f' at load {e.load:.1f}'} (the zoo's "
             "accuracies come on top)")
     return line + ("; " + GPU_HINT if e.backend == "cpu" else "")
+
+
+def announce(dataset, model_def, settings: ZooSettings, *, seed: int, mesh=None) -> None:
+    """One log line with the collect stage's training time, just before it trains: a
+    warning with the GPU hint when long. CPU only: accelerators run k steps per call on
+    device-resident data, which this probe would not measure."""
+    if jax.default_backend() != "cpu":
+        return
+    found = estimate_collect(dataset, model_def, settings, seed=seed, mesh=mesh)
+    message = long_collect_message(found, model_def.name)
+    if message:
+        logging.warning(message)
+    else:
+        logging.info("collect: about %s of training (%.3f s per step, timed)",
+                     about(found.seconds), found.step_seconds)

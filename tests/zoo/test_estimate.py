@@ -1,4 +1,4 @@
-"""The collect stage's time, announced before it starts (zoo/estimate.py, main.py): step
+"""The collect stage's time, announced before it starts (zoo/estimate.py, pipeline.py): step
 counts, the timed probe on a fake clock, the wording, and a real probe whose compiled step
 the stage then reuses."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import types
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -101,23 +100,40 @@ def test_the_probe_compiles_the_step_the_stage_then_reuses():
     assert not [f for f in compiles if "train_step" in f]   # the probe compiled the step
 
 
-def test_main_announces_a_long_collect_once_and_skips_what_needs_no_estimate(
-        tmp_path, monkeypatch):
-    from pdiff_jax import main
-    from pdiff_jax.config.defaults import get_config
+class _Stop(Exception):
+    """Raised where the collect stage would start training: the test ends there."""
 
-    calls = []
-    monkeypatch.setattr(estimate, "estimate_collect", lambda *a, **k: calls.append(1) or
+
+def test_the_collect_stage_announces_a_long_training_before_it_trains_and_not_an_import(
+        tmp_path, monkeypatch):
+    from pdiff_jax import pipeline
+    from pdiff_jax.config.defaults import get_config
+    from pdiff_jax.run import Run
+    from pdiff_jax.zoo import collect, sources
+
+    order = []
+    monkeypatch.setattr(estimate, "estimate_collect", lambda *a, **k: order.append("probe") or
                         Estimate(15 * 3600, 11_700, 4.6, "cpu", 2))
-    logged = []
-    monkeypatch.setattr(main.logging, "warning", lambda msg, *a: logged.append(msg % a))
+    monkeypatch.setattr(estimate.logging, "warning", lambda msg, *a: order.append(msg % a))
+
+    def train(*a, **k):
+        order.append("train")
+        raise _Stop
+
+    def import_zoo(*a, **k):
+        order.append("import")
+        raise _Stop
+
+    monkeypatch.setattr(collect, "collect_vectors", train)
+    monkeypatch.setattr(sources, "import_zoo", import_zoo)
     config = get_config()
     config.data.max_train, config.data.max_test = 200, 50
-    main._announce_long_collect(config, tmp_path / "w", ["sample"])   # no collect asked for
-    with_source = ml_collections.ConfigDict(config.to_dict())
-    with_source.zoo.source = "timm:resnet18"                          # an imported zoo
-    main._announce_long_collect(with_source, tmp_path / "w", [])
-    assert calls == [] and logged == []
-    main._announce_long_collect(config, tmp_path / "w", [])
-    assert calls == [1] and len(logged) == 1 and logged[0].startswith(
+    with pytest.raises(_Stop):
+        pipeline._collect(Run(config, tmp_path / "w"), jax.random.key(0), None)
+    assert order[0] == "probe" and order[2] == "train" and order[1].startswith(
         "collect will take about 15 h on cpu (2 cores)")
+    order.clear()
+    config.zoo.source = "timm:resnet18"    # an imported zoo trains nothing: no estimate
+    with pytest.raises(_Stop):
+        pipeline._collect(Run(config, tmp_path / "w2"), jax.random.key(0), None)
+    assert order == ["import"]
