@@ -98,3 +98,21 @@ def test_gaussian_matches_zoo_moments():
     np.testing.assert_allclose(g.std(0), zoo.std(0), rtol=0.06)
     # Coordinates are independent: the zoo's cross-coordinate structure is not copied.
     assert abs(np.corrcoef(g[:, 0], g[:, 1])[0, 1]) < 0.06
+
+
+def test_float64_statistics_in_column_blocks_equal_those_of_one_whole_copy(monkeypatch):
+    # Blocks of 7 columns over D = 50 (the last block short): each column's reduction sees
+    # the same members in the same order, so the results are the same to the bit.
+    monkeypatch.setattr(baselines, "COLUMN_BLOCK", 7)
+    z = (np.random.default_rng(3).standard_normal((9, 50)) * [10 ** (i % 5) for i in range(50)]
+         ).astype(np.float32)
+    whole = z.astype(np.float64)
+    np.testing.assert_array_equal(baselines.column_stats(z, lambda c: c.std(axis=0)),
+                                  whole.std(axis=0))
+    np.testing.assert_array_equal(np.asarray(baselines.ensemble(z)),
+                                  whole.mean(0, keepdims=True).astype(np.float32))
+    ids = np.repeat([0, 1], [20, 30])   # two tensors; the unblocked formula as it was
+    np.testing.assert_array_equal(
+        baselines.tensor_scales(z, [20, 30]),
+        np.sqrt(np.bincount(ids, weights=np.mean(whole * whole, axis=0)) / [20, 30]
+                ).astype(np.float32))
