@@ -35,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pdiff_jax.errors import UserError
+from pdiff_jax.runtime import sharding
 from pdiff_jax.runtime.checkpoint import TrainCheckpoints
 
 MetricsFn = Callable[[int, dict], None]
@@ -95,13 +96,16 @@ def resumable_loop(advance: Callable[[Any, int], tuple[Any, Any]], state: Any, *
                            and time.perf_counter() - last_save >= min_checkpoint_seconds)
                 if not (_crossed(u, done, check_every) or done == total or at_ckpt):
                     continue
+                # to_host: a loss split over another process's devices (one per model of a
+                # sharded model axis) is all-gathered, so every process checks the same values.
                 losses = np.concatenate([np.asarray(x, np.float64)
-                                         for x in jax.device_get(pending)])
+                                         for x in sharding.to_host(pending)])
                 check_finite(losses, first_unit=done - len(losses) + 1, desc=desc, hint=hint,
                              unit=unit)
                 pending = []
                 if at_ckpt or (ckpts is not None and done == total):
-                    ckpts.save(done, jax.tree.map(np.array, state))  # host copy: donated state
+                    # A host copy (the state is donated), gathered where split over processes.
+                    ckpts.save(done, jax.tree.map(np.array, sharding.to_host(state)))
                     last_save = time.perf_counter()
                 now = time.perf_counter()
                 rec = {"stage": desc, "loss": float(losses.mean()),

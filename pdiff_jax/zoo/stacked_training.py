@@ -133,7 +133,7 @@ def group_variables(members: Sequence[dict]) -> dict:
 
 def ungroup_variables(grouped: dict, num_networks: int) -> list[dict]:
     """The grouped variables -> G per-network ConvNet-3 variables (host arrays)."""
-    grouped = jax.device_get(grouped)
+    grouped = sharding.to_host(grouped)
     paths = _leaf_paths(grouped)
     leaves = jax.tree.leaves(grouped)
     treedef = jax.tree.structure(grouped)
@@ -238,7 +238,9 @@ def train_networks_stacked(model_def, seeds: Sequence[int], x: np.ndarray, y: np
         state = jax.tree.map(lambda *a: jnp.stack(a),
                              *[training.init_train_state(m, tx) for m in members])
         if g % mesh.devices.size:
-            mesh = sharding.make_mesh(jax.devices()[:1])  # G does not split evenly: one device
+            # G does not split evenly: one device of this process (with several processes
+            # each trains all G, the same networks, rather than wait for another's device).
+            mesh = sharding.make_mesh(jax.local_devices()[:1])
         step_fn = compiled_unrolled_step(model_def, tx, mesh)
         place = functools.partial(sharding.shard_batch, mesh=mesh)
 

@@ -214,7 +214,7 @@ def train_classifier(model_def, variables: dict, x: np.ndarray, y: np.ndarray, *
         desc=desc, unit="epoch", hint=LR_HINT, ckpt_dir=checkpoint_dir,
         restore=lambda r: sharding.replicate(TrainState(*r), mesh), metrics_fn=metrics_fn,
         min_checkpoint_seconds=dispatch.min_checkpoint_seconds())
-    return jax.device_get(variables_of(state))
+    return sharding.to_host(variables_of(state))
 
 
 def train_classifiers_batched(model_def, seeds: list[int], x: np.ndarray, y: np.ndarray, *,
@@ -334,7 +334,7 @@ def train_subset_snapshots(model_def, variables, spec: ParamSpec, split, tail_in
             xb = sharding.shard_batch(jax.tree.map(lambda a, idx=idx: a[idx], tail_inputs), mesh)
             yb = sharding.shard_batch(labels[idx], mesh)
             vec, opt_state, loss = step_fn(vec, opt_state, base, xb, yb)
-        state["snapshots"][count] = np.asarray(vec)
+        state["snapshots"][count] = sharding.to_host(vec)
         return dict(state, vector=vec, opt_state=opt_state), loss
 
     state = {"vector": vector, "opt_state": tx.init(vector),

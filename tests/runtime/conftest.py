@@ -43,6 +43,7 @@ def _workloads(data_dir: str, out_dir: str):
     from pdiff_jax.params.subset import ParamSpec, flatten_subset
     from pdiff_jax.runtime.sharding import make_mesh
     from pdiff_jax.zoo import training
+    from pdiff_jax.zoo.stacked_training import train_networks_stacked
 
     mesh = make_mesh()
     ds = load_dataset("mnist", data_dir=data_dir, max_train=512, max_test=96)
@@ -75,10 +76,15 @@ def _workloads(data_dir: str, out_dir: str):
         return {"tail": _flat(tail), "snapshots": snaps}
 
     def seed():
-        # 8 MLPs on one vmapped step; the model axis is split over the devices.
-        models = training.train_classifiers_batched(mlp, list(range(8)), ds.x_train, ds.y_train,
-                                                    epochs=1, batch_size=64, mesh=mesh, **sgd)
-        return {f"model{i}": _flat(v) for i, v in enumerate(models)}
+        # 8 MLPs on one step, both ways a seed zoo stacks them (zoo.stack): vmapped, and
+        # unrolled under shard_map. Either way the model axis is split over the devices.
+        seeds, data = list(range(8)), (ds.x_train, ds.y_train)
+        models = training.train_classifiers_batched(mlp, seeds, *data, epochs=1, batch_size=64,
+                                                    mesh=mesh, **sgd)
+        unrolled = train_networks_stacked(mlp, seeds, *data, epochs=1, batch_size=64, mesh=mesh,
+                                          **sgd)
+        return ({f"model{i}": _flat(v) for i, v in enumerate(models)}
+                | {f"unrolled{i}": _flat(v) for i, v in enumerate(unrolled)})
 
     def evaluate():
         # 8 seeded perturbations of the initial subset: varied predictions, no training needed.
