@@ -24,7 +24,7 @@ SHIPPED = {
     "convnet3": [None, "mnist", "smoke"],
     "resnet18": [None, "smoke", "cifar10"],
     "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
-    "conditional": [None, "smoke", "value", "align"],
+    "conditional": [None, "smoke", "value", "unaligned"],
     "size_ladder": [None, "smoke", "resnet18_w8", "resnet18_w8,smoke"],
     "resnet18_whole": [None, "smoke", "w8", "w16", "w32", "w8,smoke"],
     # Needs a zoo to import (--config.zoo.source=PATH): checked in tests/zoo/.
