@@ -101,15 +101,16 @@ def init_curves(evaluator, zoo, model_def, dataset, *, generated: np.ndarray, ke
 
 
 def run_stats(per_run, every: float) -> dict:
-    """Spread of the per-run steps to target: mean / std (ddof 1) / min / max over the runs
-    that reach it, their count, the indices of the runs that never do, and the mean with a
-    start already at the target counted as one snapshot interval (``every``)."""
+    """Spread of the per-run steps to target: mean / median / std (ddof 1) / min / max over
+    the runs that reach it, their count, the indices of the runs that never do, and the mean
+    with a start already at the target counted as one snapshot interval (``every``)."""
     reached = np.asarray([s for s in per_run if s is not None], float)
     stats = {"per_run": list(per_run), "reaching": int(reached.size), "n": len(per_run),
              "not_reaching": [i for i, s in enumerate(per_run) if s is None],
-             "mean": None, "std": None, "min": None, "max": None, "mean_floored": None}
+             "mean": None, "median": None, "std": None, "min": None, "max": None,
+             "mean_floored": None}
     if reached.size:
-        stats.update(mean=float(reached.mean()),
+        stats.update(mean=float(reached.mean()), median=float(np.median(reached)),
                      std=float(reached.std(ddof=1)) if reached.size > 1 else 0.0,
                      min=float(reached.min()), max=float(reached.max()),
                      mean_floored=float(np.maximum(reached, every).mean()))
@@ -130,15 +131,14 @@ def summarize(curves: Mapping, target: float) -> dict:
     for kind in INIT_KINDS:
         acc = np.asarray(curves[kind]["test_acc"])
         mean = acc.mean(0)
-        per_run = [steps_to_target(a, steps, target) for a in acc]
-        reached = [s for s in per_run if s is not None]
+        runs = run_stats([steps_to_target(a, steps, target) for a in acc], every)
         ddof = 1 if len(acc) > 1 else 0
         table[kind] = {"start": float(mean[0]), "start_std": float(acc[:, 0].std(ddof=ddof)),
                        "final": float(mean[-1]), "final_std": float(acc[:, -1].std(ddof=ddof)),
                        "steps_mean_curve": steps_to_target(mean, steps, target),
-                       "steps_median_run": float(np.median(reached)) if reached else None,
-                       "runs_reaching": f"{len(reached)}/{len(per_run)}",
-                       "steps_to_target": run_stats(per_run, every)}
+                       "steps_median_run": runs["median"],
+                       "runs_reaching": f"{runs['reaching']}/{runs['n']}",
+                       "steps_to_target": runs}
     a, d = table["pdiff"]["steps_mean_curve"], table["random"]["steps_mean_curve"]
     speedup = None
     if a is not None and d is not None:
@@ -169,13 +169,13 @@ def markdown(summary: Mapping, every: int) -> list[str]:
     fmt = lambda v: "never" if v is None else f"{v:.0f}"
     for kind in INIT_KINDS:
         s = summary["kinds"][kind]
-        r = s.get("steps_to_target") or run_stats([], every)
+        r = s["steps_to_target"]
         runs = ("never" if r["mean"] is None else
                 f"{r['mean']:.1f} ± {r['std']:.1f} [{r['min']:.0f}, {r['max']:.0f}]")
         if r["not_reaching"]:
             runs += f" (never: runs {', '.join(map(str, r['not_reaching']))})"
-        lines.append(f"| {LABELS[kind]} | {s['start']:.2f} ± {s.get('start_std', 0):.2f} | "
-                     f"{s['final']:.2f} ± {s.get('final_std', 0):.2f} | "
+        lines.append(f"| {LABELS[kind]} | {s['start']:.2f} ± {s['start_std']:.2f} | "
+                     f"{s['final']:.2f} ± {s['final_std']:.2f} | "
                      f"{fmt(s['steps_mean_curve'])} | {runs} | {s['runs_reaching']} |")
     sp = summary["speedup_pdiff_over_random"]
     lines += ["", "Speed-up of (a) over (d), steps to target of the mean curves: "
@@ -185,10 +185,9 @@ def markdown(summary: Mapping, every: int) -> list[str]:
                "steps"), ("member_over_pdiff_runs", "(c) / (a), mean per-run steps "
                           "(>= 1: p-diff no slower than a random member)"))
     for name, text in ratios:
-        if name in summary:
-            v = summary[name]
-            lines.append(f"{text}: " + ("not defined (a run never reaches the target)"
-                                        if v is None else f"**{v:.2f}x**"))
+        v = summary[name]
+        lines.append(f"{text}: " + ("not defined (a run never reaches the target)"
+                                    if v is None else f"**{v:.2f}x**"))
     lines.append("")
     return lines
 
