@@ -41,7 +41,8 @@ def finetuned_neighbours(groups: dict[str, Group], key, *, evaluator, zoo, model
         snap = training.train_subset_snapshots(
             model_def, base, zoo.spec, zoo.split_point, inputs, labels, num_snapshots=1,
             save_every=steps, optimizer=optimizer, lr=lr, batch_size=batch_size,
-            momentum=momentum, seed=int(seeds[i]), mesh=mesh, desc=f"finetune {i + 1}/{n}")
+            momentum=momentum, seed=int(seeds[i]), mesh=mesh, desc=f"finetune {i + 1}/{n}",
+            batch_norm=training.batch_norm_mode(zoo.spec, zoo.split_point))
         tuned.append(snap[0])
     tuned = measure(evaluator, np.stack(tuned))
     noised = baselines.noisy_zoo(jax.random.fold_in(key, 1), zoo.vectors[nearest], 0.05, n=n,
@@ -81,7 +82,8 @@ def finetuned_members(members, steps: tuple, key, *, evaluator, zoo, model_def,
             model_def, base, zoo.spec, zoo.split_point, inputs, labels,
             num_snapshots=steps[-1] // every, save_every=every, optimizer=optimizer, lr=lr,
             batch_size=batch_size, momentum=momentum, seed=seed, mesh=mesh,
-            desc=f"frontier finetune {i + 1}/{len(members)}")
+            desc=f"frontier finetune {i + 1}/{len(members)}",
+            batch_norm=training.batch_norm_mode(zoo.spec, zoo.split_point))
         for m in steps:
             out[m].append(snaps[m // every - 1])
     return {m: np.stack(v) for m, v in out.items()}

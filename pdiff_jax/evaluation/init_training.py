@@ -67,7 +67,7 @@ def train_from(vector, *, zoo, model_def, tail_inputs, labels, steps: int, every
         model_def, variables, zoo.spec, zoo.split_point, tail_inputs, labels,
         num_snapshots=steps // every, save_every=every, optimizer=optimizer, lr=lr,
         batch_size=batch_size, momentum=momentum, seed=seed, mesh=mesh,
-        desc="from init")
+        desc="from init", batch_norm=training.batch_norm_mode(zoo.spec, zoo.split_point))
     return np.concatenate([np.asarray(vector, np.float32)[None], snapshots])
 
 
