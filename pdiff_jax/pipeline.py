@@ -117,7 +117,7 @@ def _behaviour(run: Run):
     inputs = compute_tail_inputs(run.model_def, zoo.base, run.dataset.x_train[:settings.images],
                                  zoo.split_point, mesh=run.mesh)
     return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings.members,
-                      settings.weight), (zoo.base, inputs))
+                      settings.weight, settings.mix), (zoo.base, inputs))
 
 
 def _diffusion(run: Run, key, log):
@@ -135,7 +135,8 @@ def _diffusion(run: Run, key, log):
         model=gen.diffusion.model, train=gen.diffusion.train, accuracies=accuracies,
         condition={k: v for k, v in cond.to_dict().items() if k != "guidance_scale"},
         ae_fingerprint=ae_meta["fingerprint"], mesh=dispatch.generator_mesh(run.mesh),
-        checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "diffusion"), metrics_fn=log)
+        checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "diffusion"), metrics_fn=log,
+        latent_mix=gen.diffusion.get("latent_mix", 0.0))
 
 
 def _sample(run: Run, key, log):
@@ -196,9 +197,9 @@ def _frontier(run: Run, key, zoo_arrays) -> dict:
     cond = generator.condition
 
     def sample_pdiff(knob, k):
-        if settings.pdiff_knob == "temperature":
+        if settings.pdiff_knob in ("temperature", "latent_mix"):
             vectors = generator.sample(k, e.num_generated,
-                                       dataclasses.replace(sampler, temperature=knob))
+                                       dataclasses.replace(sampler, **{settings.pdiff_knob: knob}))
         else:   # guidance toward the zoo's top accuracy: the top level, or the best member's
             top = cond.num_levels - 1 if cond.kind == "level" else float(
                 np.max(zoo.test_acc if cond.on == "test" else zoo.train_acc))

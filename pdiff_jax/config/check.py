@@ -40,6 +40,7 @@ from pdiff_jax.config.choices import (
     CONDITION_ON,
     DIFFUSION_MODEL_KINDS,
     FRONTIER_PDIFF_KNOBS,
+    LATENT_FIT_KINDS,
     NORMALIZATION_BASES,
     NORMALIZATION_MODES,
     NORMS,
@@ -112,7 +113,8 @@ NONNEGATIVE_NUMBERS = (
 )
 UNIT_INTERVAL = (  # [0, 1): momenta and decays
     "zoo.momentum", *(f"{s}.{f}" for s in _TRAIN_SECTIONS for f in ("b1", "b2", "ema_decay")),
-    f"{_COND}.dropout",
+    f"{_COND}.dropout", f"{_AE}.behaviour.mix", f"{_DIFF}.latent_mix",
+    "generator.sampling.latent_mix",
 )
 POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
 CHOICES = {
@@ -260,13 +262,16 @@ def _check_frontier(config) -> None:
              "group gets the same number of draws)", baseline,
              f"use --config.evaluate.num_baseline={generated}")
     guided = get_field(config, "evaluate.frontier.pdiff_knob") == "guidance"
+    mixed = get_field(config, "evaluate.frontier.pdiff_knob") == "latent_mix"
     ranges = {"noise": ("positive numbers", lambda v: is_number(v) and v > 0),
               "interpolation": ("numbers in (0, 1]", lambda v: is_number(v) and 0 < v <= 1),
               "dirichlet": ("integers >= 2", lambda v: is_int(v) and v >= 2),
               "pca_gaussian": ("positive numbers", lambda v: is_number(v) and v > 0),
               "finetune": ("positive integers (steps)", lambda v: is_int(v) and v > 0),
-              "pdiff": ("positive numbers (temperatures), or numbers >= 0 (guidance scales)",
-                        lambda v: is_number(v) and (v > 0 or (v == 0 and guided)))}
+              "pdiff": ("positive numbers (temperatures), numbers >= 0 (guidance scales) or "
+                        "numbers in [0, 1) (latent mixes)",
+                        lambda v: is_number(v) and (v > 0 or (v == 0 and (guided or mixed)))
+                        and not (mixed and v >= 1))}
     for family, (what, ok) in ranges.items():
         path = f"evaluate.frontier.{family}"
         knobs = get_field(config, path)
@@ -276,6 +281,9 @@ def _check_frontier(config) -> None:
     knob = get_field(config, "evaluate.frontier.pdiff_knob")
     if knob not in FRONTIER_PDIFF_KNOBS:
         fail("evaluate.frontier.pdiff_knob", f"one of {FRONTIER_PDIFF_KNOBS}", knob)
+    if knob == "latent_mix" and get_field(config, f"{_COND}.kind") != "none":
+        fail("evaluate.frontier.pdiff_knob", "'guidance' or 'temperature' for a conditional "
+             "generator (a mix of two samples has no condition)", knob)
     if knob == "guidance" and get_field(config, f"{_COND}.kind") == "none":
         fail("evaluate.frontier.pdiff_knob", "'temperature' for an unconditional generator",
              knob, "set generator.condition (e.g. --config.generator.condition.kind=value "
@@ -315,6 +323,14 @@ def _check_condition(config) -> None:
         fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
               "and the latent fits are unconditional)", get_field(config, f"{_DIFF}.model.kind"),
               f"use {flag(f'{_DIFF}.model.kind', 'unet')} or {flag(f'{_COND}.kind', 'none')}")
+    mix, path = get_field(config, f"{_DIFF}.latent_mix"), f"{_DIFF}.latent_mix"
+    if mix > 0 and kind != "none":
+        fail(path, f"0 for {_COND}.kind={kind!r} (a mix of two members has no accuracy "
+              "level to condition on)", mix,
+              f"use {flag(path, 0.0)} or {flag(f'{_COND}.kind', 'none')}")
+    if mix > 0 and get_field(config, f"{_DIFF}.model.kind") in LATENT_FIT_KINDS:
+        fail(path, "0 for a latent fit (it fits the members' latents in closed form, no "
+              "training batches to mix)", mix, f"use {flag(path, 0.0)}")
 
 
 def _check_sampler_steps(config) -> None:

@@ -47,4 +47,4 @@ VECTORIZE = ("vmap", "map")
 FRONTIER_FAMILIES = ("noise", "interpolation", "dirichlet", "pca_gaussian", "finetune")
 # What p-diff's frontier points sweep: the sampling temperature, or (a conditional
 # generator) the guidance scale toward the zoo's top accuracy.
-FRONTIER_PDIFF_KNOBS = ("temperature", "guidance")
+FRONTIER_PDIFF_KNOBS = ("temperature", "guidance", "latent_mix")

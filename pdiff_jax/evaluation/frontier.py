@@ -14,7 +14,8 @@ trace a curve of (novelty, accuracy) points:
                  (spends compute: a reference, not a free baseline)
 
 and p-diff is swept over its sampling temperature (or, for an accuracy-conditioned
-generator, over the guidance scale toward the zoo's top accuracy). Every point has the
+generator, over the guidance scale toward the zoo's top accuracy; or over the weight of
+a mix of two prior samples in latent space). Every point has the
 same number of draws ``n``, is measured by the same evaluator and summarized by the
 same rule (best by training accuracy; median).
 
@@ -61,9 +62,10 @@ class FrontierSettings:
     pca_gaussian: tuple = (0.05, 0.2, 0.5, 1.0, 2.0)  # s: the scale of the zoo's covariance
     finetune: tuple = (5, 20, 100)                 # m: more steps (one run reaches all)
     finetune_members: int = 25                     # members fine-tuned (0: n, as the others)
-    pdiff: tuple = (0.5, 0.75, 1.0, 1.25, 1.5)     # temperatures, or guidance scales
-    # 'temperature', or 'guidance' (a conditional generator: samples asked for the zoo's
-    # top accuracy, the knob the guidance scale).
+    pdiff: tuple = (0.5, 0.75, 1.0, 1.25, 1.5)     # temperatures, guidance scales or mixes
+    # 'temperature', 'guidance' (a conditional generator: samples asked for the zoo's
+    # top accuracy, the knob the guidance scale) or 'latent_mix' (each sample decodes
+    # (1 - a) z_1 + a z_2 of two prior samples, the knob a; generator.sampling).
     pdiff_knob: str = "temperature"
 
     @classmethod

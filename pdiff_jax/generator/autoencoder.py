@@ -37,6 +37,8 @@ import jax.numpy as jnp
 
 from pdiff_jax.config.choices import NORMS
 
+from .mixing import mix_rows, pair_mix
+
 NUM_STAGES = 4
 
 
@@ -292,10 +294,8 @@ class FCAutoencoder(nn.Module):
             return reconstruct(self, x, train)
         k_pair, k_weight, k_noise = jax.random.split(self.make_rng("noise"), 3)
         z = self.encode(x, train)
-        partner = jax.random.permutation(k_pair, x.shape[0])
-        a = self.latent_mix * jax.random.uniform(k_weight, (x.shape[0], 1), x.dtype)
-        z_mix = (1 - a[:, :, None]) * z + a[:, :, None] * z[partner]
-        x_mix = (1 - a) * x + a * x[partner]
+        partner, a = pair_mix(k_pair, k_weight, x.shape[0], self.latent_mix, x.dtype)
+        z_mix, x_mix = mix_rows(z, partner, a), mix_rows(x, partner, a)
         if self.latent_noise > 0:
             z_mix = z_mix + self.latent_noise * jax.random.normal(k_noise, z.shape, z.dtype)
         # The stage's loss is MSE(output, x); shifting the output by x - x_mix makes it

@@ -12,6 +12,14 @@ on a fixed batch of ``images`` training images, and adds
 
 to the loss. The members' logits are computed once. For a subset zoo the images enter at
 the zoo's split point (the frozen head's activations, computed once too).
+
+With ``mix > 0`` the decoded latent is a mix ``(1 - a) z_i + a z_j`` of two members'
+(``a ~ U(0, mix)``), and its target is the same mix of their predicted probabilities: the
+two-member ensemble, which is more accurate than either member, where the plain blend of
+their parameters is less accurate (the interpolation baseline of the frontier). The
+decoder then learns a path between members along which networks act like ensembles
+rather than like parameter averages (a learned, curved path, as in "Learning Neural
+Network Subspaces", Wortsman et al. 2021, but distilled from the zoo's own outputs).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 
 from pdiff_jax.params.subset import ParamSpec, merge, unflatten_subset
 
+from .mixing import mix_rows, pair_mix
 from .normalize import denormalize
 
 
@@ -35,6 +44,7 @@ class BehaviourSettings:
     weight: float = 0.0     # the KL term's weight against the reconstruction MSE
     images: int = 128       # training images the decoded networks are run on
     members: int = 32       # batch rows that get the term each step (its cost)
+    mix: float = 0.0        # > 0: decoded latent mixes match the members' ensemble
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Behaviour:
     start: str | None       # the split point the inputs enter at (None: the images)
     members: int
     weight: float
+    mix: float = 0.0
 
 
 def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs):
@@ -72,10 +83,22 @@ def teacher_logits(behaviour: Behaviour, base, vectors, inputs, chunk: int = 50)
     return np.concatenate(out)
 
 
+def mixed_targets(latents, teacher, key, mix: float):
+    """Latent mixes of random pairs among ``latents f32[M, ...]`` and their targets: the
+    same mix of the pair's probabilities, as log-probabilities ``f32[M, b, C]`` (``teacher``
+    holds the members' logits)."""
+    partner, a = pair_mix(*jax.random.split(key), latents.shape[0], mix, latents.dtype)
+    log_p = jax.nn.log_softmax(teacher, axis=-1)
+    a_p = a[:, :, None]
+    # log((1 - a) p_i + a p_j); a = 0 gives log(0) = -inf on one side, which logaddexp takes.
+    target = jnp.logaddexp(jnp.log1p(-a_p) + log_p, jnp.log(a_p) + log_p[partner])
+    return mix_rows(latents, partner, a), target
+
+
 def behaviour_loss(behaviour: Behaviour, decoded, teacher, data) -> jax.Array:
     """The weighted KL term for decoded normalized vectors ``f32[M, n]`` against the
-    members' logits ``teacher f32[M, b, C]``; ``data`` holds ``normalizer``, ``base`` and
-    ``inputs`` (see ``stages.train_autoencoder``)."""
+    targets ``teacher f32[M, b, C]`` (logits, or log-probabilities); ``data`` holds
+    ``normalizer``, ``base`` and ``inputs`` (see ``stages.train_autoencoder``)."""
     raw = denormalize(data["normalizer"], decoded)                     # [M, D]
     student = logits_of(behaviour.model_def, behaviour.spec, behaviour.start, data["base"],
                         raw, data["inputs"])                          # [M, b, C]

@@ -76,8 +76,9 @@ def default_generator_config() -> ml_collections.ConfigDict:
         ),
         train=_train(steps=2000, ema_decay=0.0),
         # weight > 0: decoded networks must also match their members' logits on `images`
-        # training images, `members` rows of each batch (behaviour.py; 0 = off).
-        behaviour=dict(weight=0.0, images=128, members=32),
+        # training images, `members` rows of each batch (behaviour.py; 0 = off); mix > 0:
+        # latent mixes of two members (weight a ~ U(0, mix)) match the pair's ensemble.
+        behaviour=dict(weight=0.0, images=128, members=32, mix=0.0),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),
@@ -85,8 +86,12 @@ def default_generator_config() -> ml_collections.ConfigDict:
         model=dict(kind="unet", channels=(32, 32), time_dim=64, kernel_size=3,
                    bandwidth=0.0),  # kde only: kernel std / latent std (0: Scott's rule)
         train=_train(steps=4000, ema_decay=0.9999),
+        # > 0: the denoiser trains on mixes (1 - a) z_i + a z_j of two members' latents,
+        # a ~ U(0, latent_mix), so samples also land between members (mixing.py).
+        latent_mix=0.0,
     )
-    cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True, temperature=1.0)
+    cfg.sampling = dict(sampler="ddpm", steps=0, eta=0.0, clip_denoised=True, temperature=1.0,
+                        latent_mix=0.0)   # a > 0: decode (1 - a) z_1 + a z_2 (sampling.py)
     cfg.condition = dict(
         kind="none",          # none | level (index of an accuracy range) | value (accuracy)
         levels=(),            # range edges in percent, e.g. (75, 85, 90, 92, 95): 4 levels

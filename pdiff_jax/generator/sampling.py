@@ -21,13 +21,16 @@ class SamplerSettings:
     ``clip_denoised``: clip the predicted clean latent to the AE's latent bound;
     ``temperature``: the scale of every noise draw (the starting noise and each step's; a
     fitted prior's draws): below 1 samples nearer the modes, above 1 spreads them (the
-    knob of p-diff's accuracy-novelty curve)."""
+    knob of p-diff's accuracy-novelty curve); ``latent_mix`` a > 0: each sample decodes
+    ``(1 - a) z_1 + a z_2`` of two prior samples (between members, where a decoder trained
+    with ``autoencoder.behaviour.mix`` puts networks that act like the pair's ensemble)."""
 
     sampler: str = "ddpm"
     steps: int = 0
     eta: float = 0.0
     clip_denoised: bool = True
     temperature: float = 1.0
+    latent_mix: float = 0.0
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -37,6 +40,8 @@ class SamplerSettings:
                              f"got {self.steps!r}")
         if not float(self.temperature) > 0:
             raise ValueError(f"sampling temperature must be > 0, got {self.temperature!r}")
+        if not 0 <= float(self.latent_mix) < 1:
+            raise ValueError(f"sampling latent_mix must be in [0, 1), got {self.latent_mix!r}")
 
     def steps_for(self, num_timesteps: int) -> int | None:
         """DDIM's step count, or None for DDPM (which runs all ``num_timesteps``)."""

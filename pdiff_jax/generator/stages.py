@@ -115,6 +115,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
         "model": model_kwargs, "normalization": plain(normalization), "train": plain(train),
         "behaviour": None if behaviour is None else {"weight": behaviour.weight,
                                                      "members": behaviour.members,
+                                                     "mix": behaviour.mix,
                                                      "images": int(jax.tree.leaves(
                                                          behaviour_inputs[1])[0].shape[0])},
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),
@@ -150,8 +151,9 @@ def conditioned_labels(cond: ConditionSettings, accuracies, K: int) -> np.ndarra
 def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Mapping,
                     condition: Mapping | None = None, accuracies=None,
                     ae_fingerprint: str = "", checkpoint_dir: Path | None = None, mesh=None,
-                    metrics_fn=None) -> tuple[dict, dict]:
-    """Train the latent denoiser on the zoo's latents ``f32[K, L, C]``.
+                    metrics_fn=None, latent_mix: float = 0.0) -> tuple[dict, dict]:
+    """Train the latent denoiser on the zoo's latents ``f32[K, L, C]`` (``latent_mix > 0``:
+    on mixes of random pairs of them, ``a ~ U(0, latent_mix)``; unconditional only).
 
     ``condition`` is the ``generator.condition`` section; when its kind is not 'none',
     ``accuracies`` f32[K] (percent, the zoo's ``condition.on`` accuracy) label the
@@ -181,6 +183,9 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     step_kw = dict(sched=sched, model=denoiser, tx=tx, ema_decay=settings.ema_decay, mesh=mesh,
                    batch_size=effective_batch(settings.batch_size, len(data), mesh))
     cond_meta = {}
+    if cond.enabled and latent_mix > 0:
+        raise ValueError("diffusion.latent_mix > 0 trains the prior on mixes of members, "
+                         "whose accuracy level is unknown; it needs condition.kind='none'")
     if cond.enabled:
         labels = conditioned_labels(cond, accuracies, len(data))
         cond_meta = {"members_per_level": np.bincount(
@@ -190,7 +195,7 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
                                  **step_kw)
         data = (data, labels)
     else:
-        step = functools.partial(diffusion_train_step, **step_kw)
+        step = functools.partial(diffusion_train_step, latent_mix=float(latent_mix), **step_kw)
     state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
                                ckpt_dir=checkpoint_dir, desc="diffusion",
                                metrics_fn=metrics_fn, mesh=mesh)
@@ -198,6 +203,6 @@ def train_diffusion(latents, *, key, process: Mapping, model: Mapping, train: Ma
     meta = {"process": plain(process), "model": plain(model), "train": plain(train),
             "condition": dict(dataclasses.asdict(cond), **cond_meta),
             "steps": settings.steps, "latent_scale": float(latent_scale),
-            "ae_fingerprint": ae_fingerprint,
+            "latent_mix": float(latent_mix), "ae_fingerprint": ae_fingerprint,
             "n_params": int(sum(p.size for p in jax.tree.leaves(params)))}
     return {"params": params, "latent_scale": latent_scale}, meta

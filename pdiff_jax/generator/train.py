@@ -37,8 +37,9 @@ from pdiff_jax.runtime import dispatch, sharding
 from pdiff_jax.runtime.train_loop import resumable_loop
 
 from .autoencoder import reconstruction_loss
-from .behaviour import behaviour_loss
+from .behaviour import behaviour_loss, mixed_targets
 from .diffusion import Schedule, diffusion_loss
+from .mixing import mix_rows, pair_mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,21 +129,30 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
 
 def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
     """The behavioural loss of ``behaviour.members`` batch rows, decoded from their latents
-    plus the autoencoder's own latent noise (what sampling decodes near)."""
+    (or from mixes of them, ``behaviour.mix``) plus the autoencoder's own latent noise
+    (what sampling decodes near)."""
     m = min(behaviour.members, x.shape[0])
     z = model.apply(variables, x[:m], train=False, method="encode")
+    teacher = zoo["teacher"][idx[:m]]
+    if behaviour.mix > 0:
+        z, teacher = mixed_targets(z, teacher, jax.random.fold_in(key, 1), behaviour.mix)
     z = z + getattr(model, "latent_noise", 0.0) * jax.random.normal(key, z.shape, z.dtype)
     decoded = model.apply(variables, z, train=False, method="decode")
-    return behaviour_loss(behaviour, decoded, zoo["teacher"][idx[:m]], zoo)
+    return behaviour_loss(behaviour, decoded, teacher, zoo)
 
 
 @functools.partial(jax.jit, donate_argnums=(0,),
-                   static_argnames=("model", "tx", "batch_size", "ema_decay", "mesh"))
+                   static_argnames=("model", "tx", "batch_size", "ema_decay", "mesh",
+                                    "latent_mix"))
 def diffusion_train_step(state, latents, key, sched: Schedule, *, model, tx, batch_size: int,
-                         ema_decay: float, mesh=None):
-    """One denoiser step on a batch of (scaled) zoo latents ``f32[K, L, C]``."""
+                         ema_decay: float, mesh=None, latent_mix: float = 0.0):
+    """One denoiser step on a batch of (scaled) zoo latents ``f32[K, L, C]``; with
+    ``latent_mix > 0`` on mixes of random pairs of them (``mixing.py``)."""
     k_batch, k_loss = jax.random.split(jax.random.fold_in(key, state["step"]))
     z0 = take_batch(latents, k_batch, batch_size, mesh)  # [B, L, C]
+    if latent_mix > 0:
+        k_pair, k_weight = jax.random.split(jax.random.fold_in(k_batch, 1))
+        z0 = mix_rows(z0, *pair_mix(k_pair, k_weight, z0.shape[0], latent_mix, z0.dtype))
 
     def loss_fn(params):
         return diffusion_loss(lambda x, t: model.apply({"params": params}, x, t), sched, z0,

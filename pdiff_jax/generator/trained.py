@@ -147,10 +147,18 @@ class TrainedGenerator:
                                   "run the pipeline's 'diffusion' stage first")
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"n must be a positive number of samples, got {n!r}")
-        return self.prior.sample(key, int(n), self.latent_shape, settings,
-                                 bound=self.latent_bound, condition=condition,
-                                 guidance_scale=guidance_scale,
-                                 return_trajectory=return_trajectory)
+        a = float(settings.latent_mix)
+        if a == 0:
+            return self.prior.sample(key, int(n), self.latent_shape, settings,
+                                     bound=self.latent_bound, condition=condition,
+                                     guidance_scale=guidance_scale,
+                                     return_trajectory=return_trajectory)
+        if return_trajectory or condition is not None:
+            raise ValueError("sampling.latent_mix > 0 mixes two prior samples, which have no "
+                             "single trajectory or condition; use latent_mix=0 for those")
+        pairs = self.prior.sample(key, 2 * int(n), self.latent_shape, settings,
+                                  bound=self.latent_bound)
+        return (1 - a) * pairs[:n] + a * pairs[n:]   # convex: stays inside the latent bound
 
     def sample(self, key, n: int, settings: SamplerSettings = DEFAULT_SAMPLER, *,
                condition=None, guidance_scale: float | None = None) -> np.ndarray:
@@ -232,8 +240,9 @@ def sample_and_decode(generator: TrainedGenerator, key, settings: SamplerSetting
         arrays["condition_level"] = np.repeat(np.arange(cond.num_levels, dtype=np.int32), n)
         meta["condition"] = dict(dataclasses.asdict(cond), guidance_scale=float(
             cond.guidance_scale if guidance_scale is None else guidance_scale))
-    if trajectories > 0:
-        _, path = generator.sample_latents(jax.random.fold_in(key, 1), trajectories, settings,
+    if trajectories > 0:   # one prior sample's path (a latent mix has none)
+        _, path = generator.sample_latents(jax.random.fold_in(key, 1), trajectories,
+                                           dataclasses.replace(settings, latent_mix=0.0),
                                            return_trajectory=True)
         arrays["trajectory"] = decode_trajectory(generator, np.asarray(path))
     return arrays, meta

@@ -280,3 +280,27 @@ def test_snapshot_epochs_are_checked(smoke_config):
         validate_config(smoke_config(zoo__snapshot_epochs=(1, 2)))
     with pytest.raises(ConfigError, match="increasing positive epoch counts"):
         validate_config(smoke_config(zoo__mode="seed", zoo__snapshot_epochs=(2, 1)))
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({**_condition(kind="level", levels=(0, 50, 100)), "generator__diffusion__latent_mix": 0.5},
+     r"generator.diffusion.latent_mix must be 0 for generator.condition.kind='level'"),
+    ({"generator__diffusion__model__kind": "kde", "generator__diffusion__latent_mix": 0.5},
+     r"generator.diffusion.latent_mix must be 0 for a latent fit"),
+    ({"generator__diffusion__latent_mix": 1.5}, r"latent_mix must be in \[0, 1\)"),
+    ({"generator__autoencoder__behaviour__mix": -0.1}, r"behaviour.mix must be in \[0, 1\)"),
+])
+def test_mixes_that_cannot_work_are_refused(fields, match, smoke_config, one_line):
+    with pytest.raises(ConfigError, match=match) as e:
+        validate_config(smoke_config(**fields))
+    one_line(e.value)
+
+
+def test_the_frontier_sweeps_latent_mixes_of_an_unconditional_generator(smoke_config):
+    knobs = dict(evaluate__frontier__pdiff_knob="latent_mix")
+    validate_config(smoke_config(**knobs, evaluate__frontier__pdiff=(0.0, 0.25, 0.5)))
+    with pytest.raises(ConfigError, match=r"numbers in \[0, 1\) \(latent mixes\)"):
+        validate_config(smoke_config(**knobs, evaluate__frontier__pdiff=(0.25, 1.0)))
+    with pytest.raises(ConfigError, match="no condition"):
+        validate_config(smoke_config(**knobs, evaluate__frontier__pdiff=(0.25,),
+                                     **_condition(kind="level", levels=(0, 50, 100))))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pdiff_jax.generator import default_generator_config, train_autoencoder
-from pdiff_jax.generator.behaviour import Behaviour, behaviour_loss, teacher_logits
+from pdiff_jax.generator.behaviour import Behaviour, behaviour_loss, mixed_targets, teacher_logits
 from pdiff_jax.generator.normalize import fit_normalizer, normalize
 from pdiff_jax.models import get_model
 from pdiff_jax.params.subset import ParamSpec, flatten_subset
@@ -56,9 +56,39 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     plain_arrays, plain_meta = train_autoencoder(vectors, **kw)
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
-    assert meta["behaviour"] == {"weight": 1.0, "members": 4, "images": 16}
+    assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
     assert not np.allclose(jax.tree.leaves(arrays["params"])[0],
                            jax.tree.leaves(plain_arrays["params"])[0])
+
+
+def test_mixed_targets_are_the_pair_ensemble_of_the_mixed_latents():
+    # Mixes (1 - a) z_i + a z_j with a in [0, mix], each against (1 - a) p_i + a p_j.
+    latents = np.asarray(jax.random.normal(jax.random.key(1), (6, 4, 2)))
+    teacher = np.asarray(jax.random.normal(jax.random.key(2), (6, 5, 10))) * 3
+    mixed, target = mixed_targets(latents, teacher, jax.random.key(3), mix=0.5)
+    p = np.asarray(jax.nn.softmax(teacher, axis=-1))
+    probs = np.exp(np.asarray(target))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    for i in range(6):   # recover each row's partner and weight from the latents
+        for j in range(6):
+            diff = latents[j] - latents[i]
+            a = float(np.sum((mixed[i] - latents[i]) * diff) / max(np.sum(diff * diff), 1e-12))
+            if j != i and np.allclose(mixed[i], (1 - a) * latents[i] + a * latents[j],
+                                      atol=1e-5) and 0 <= a <= 0.5:
+                np.testing.assert_allclose(probs[i], (1 - a) * p[i] + a * p[j], atol=1e-5)
+                break
+        else:   # a row mixed with itself keeps its own latent and probabilities
+            np.testing.assert_allclose(mixed[i], latents[i], atol=1e-6)
+            np.testing.assert_allclose(probs[i], p[i], atol=1e-5)
+    assert not np.allclose(mixed, latents)
+
+
+def test_mix_zero_weight_targets_are_the_members_own():
+    latents = np.zeros((3, 2, 2), np.float32) + np.arange(3, dtype=np.float32)[:, None, None]
+    teacher = np.asarray(jax.random.normal(jax.random.key(2), (3, 4, 10)))
+    mixed, target = mixed_targets(latents, teacher, jax.random.key(0), mix=1e-9)
+    np.testing.assert_allclose(mixed, latents, atol=1e-6)
+    np.testing.assert_allclose(target, jax.nn.log_softmax(teacher, axis=-1), atol=1e-5)

@@ -1,6 +1,7 @@
 """The trained generator (pdiff_jax.generator.trained): loaded from a workdir's
 artifacts, sampling, encoding and decoding, and the checks that it fits a zoo."""
 
+import dataclasses
 import json
 import os
 
@@ -74,6 +75,21 @@ def test_generator_api(trained):
         SamplerSettings(sampler="euler")
     with pytest.raises(ValueError, match="ddpm runs all T"):
         gen.sample(jax.random.key(0), 2, SamplerSettings("ddpm", 10))
+
+
+def test_latent_mix_sampling_decodes_a_mix_of_two_prior_samples(trained):
+    wd, *_ = trained
+    gen = load_generator(wd)
+    mixed = dataclasses.replace(DDIM10, latent_mix=0.3)
+    pairs = gen.sample_latents(jax.random.key(5), 6, DDIM10)   # the 2n draws of n = 3
+    z = gen.sample_latents(jax.random.key(5), 3, mixed)
+    np.testing.assert_allclose(z, 0.7 * pairs[:3] + 0.3 * pairs[3:], atol=1e-6)
+    np.testing.assert_allclose(gen.sample(jax.random.key(5), 3, mixed), gen.decode(z),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="no single trajectory"):
+        gen.sample_latents(jax.random.key(5), 3, mixed, return_trajectory=True)
+    with pytest.raises(ValueError, match=r"latent_mix must be in \[0, 1\)"):
+        SamplerSettings(latent_mix=1.0)
 
 
 def test_compatibility_checks(trained):
