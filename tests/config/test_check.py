@@ -287,6 +287,8 @@ def test_snapshot_epochs_are_checked(smoke_config):
      r"generator.diffusion.latent_mix must be 0 for generator.condition.kind='level'"),
     ({"generator__diffusion__model__kind": "kde", "generator__diffusion__latent_mix": 0.5},
      r"generator.diffusion.latent_mix must be 0 for a latent fit"),
+    ({**_condition(kind="level", levels=(0, 50, 100)), "generator__sampling__latent_mix": 0.3},
+     r"generator.sampling.latent_mix must be 0 for generator.condition.kind='level'"),
     ({"generator__diffusion__latent_mix": 1.5}, r"latent_mix must be in \[0, 1\)"),
     ({"generator__autoencoder__behaviour__mix": -0.1}, r"behaviour.mix must be in \[0, 1\)"),
 ])
