@@ -21,6 +21,25 @@ _FAMILY_COLORS = {"noise": "tab:gray", "interpolation": "tab:green", "dirichlet"
                   "pca_gaussian": "tab:purple", "finetune": "tab:brown"}
 
 
+_KNOB_SYMBOLS = {"temperature": "T", "guidance": "s", "latent_mix": "a"}
+FOCUS_BELOW = 3.0   # points of accuracy shown below p-diff's and the zoo's lowest median
+
+
+def focus_range(frontier: Mapping) -> tuple[float, float] | None:
+    """The y-range that shows where p-diff competes, or None when every point fits in it.
+
+    A family whose far knobs break the networks (a wide principal-space Gaussian at 20 %)
+    would otherwise squash the whole comparison into a few pixels at the top."""
+    near = [p["median"] for p in frontier["pdiff"]]
+    if frontier.get("zoo"):
+        near.append(frontier["zoo"]["median"])
+    every = near + [p["median"] for pts in frontier["families"].values() for p in pts]
+    if not near:
+        return None
+    bottom = min(near) - FOCUS_BELOW
+    return None if min(every) >= bottom else (bottom, max(every) + 0.5)
+
+
 def plot_frontier(path, frontier: Mapping) -> Path:
     """Median test accuracy against ``nn_iou_any`` (novelty grows to the right)."""
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
@@ -36,7 +55,8 @@ def plot_frontier(path, frontier: Mapping) -> Path:
     ax.plot([p["nn_iou_any"] for p in pdiff], [p["median"] for p in pdiff], "*-", ms=11,
             color="tab:orange", label=f"p-diff ({knob})")
     for p in pdiff:
-        ax.annotate(f"{knob[0]}={p['knob']:g}", (p["nn_iou_any"], p["median"]), fontsize=7,
+        ax.annotate(f"{_KNOB_SYMBOLS.get(knob, knob)}={p['knob']:g}",
+                    (p["nn_iou_any"], p["median"]), fontsize=7,
                     xytext=(3, -9), textcoords="offset points", color="tab:orange")
     zoo = frontier.get("zoo")
     if zoo and zoo.get("nn_iou_any") is not None:
@@ -46,6 +66,11 @@ def plot_frontier(path, frontier: Mapping) -> Path:
     ax.set_xlabel("nn_iou_any: max IoU of wrong predictions with any member or other sample"
                   " (right = more novel)", fontsize=8)
     ax.set_ylabel("median test accuracy (%)")
+    focus = focus_range(frontier)
+    if focus is not None:
+        ax.set_ylim(*focus)
+        ax.text(0.01, 0.01, f"points below {focus[0]:.1f} % are off the axis (see the table)",
+                transform=ax.transAxes, fontsize=7, color="0.4")
     ax.set_title(f"Accuracy-novelty frontier (n = {pdiff[0]['n'] if pdiff else '-'} per point)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -193,3 +193,20 @@ def test_a_diverged_fine_tuning_leaves_its_family_out_and_says_why(zoo):
     assert set(out["families"]) == {"noise"}
     assert out["failed"] == {"finetune": "fine-tuning diverged: member 3: loss became nan "
                                          "at snapshot 4"}
+
+
+def test_the_frontier_plot_focuses_where_pdiff_competes(tmp_path):
+    from pdiff_jax.evaluation import frontier_report
+
+    def pt(knob, median, novelty):
+        return {"knob": knob, "n": 100, "median": median, "nn_iou_any": novelty}
+
+    fr = {"families": {"noise": [pt(0.01, 96.1, 0.97), pt(0.1, 95.7, 0.73)],
+                       "pca_gaussian": [pt(0.2, 87.8, 0.70), pt(2.0, 23.0, 0.72)]},
+          "pdiff": [pt(1.0, 95.7, 0.71), pt(1.5, 95.3, 0.61)], "pdiff_knob": "latent_mix",
+          "zoo": {"median": 96.1, "nn_iou_any": 0.52}}
+    # A Gaussian that breaks the networks (23 %) would squash the comparison: cut it off.
+    assert frontier_report.focus_range(fr) == pytest.approx((92.3, 96.6))
+    fr["families"].pop("pca_gaussian")
+    assert frontier_report.focus_range(fr) is None   # everything fits: the full range
+    assert frontier_report.plot_frontier(tmp_path / "f.png", fr).stat().st_size > 0
