@@ -323,17 +323,16 @@ def _check_condition(config) -> None:
         fail(f"{_DIFF}.model.kind", f"'unet' for {_COND}.kind={kind!r} (the paper denoiser "
               "and the latent fits are unconditional)", get_field(config, f"{_DIFF}.model.kind"),
               f"use {flag(f'{_DIFF}.model.kind', 'unet')} or {flag(f'{_COND}.kind', 'none')}")
-    mix, path = get_field(config, f"{_DIFF}.latent_mix"), f"{_DIFF}.latent_mix"
-    if mix > 0 and kind != "none":
-        fail(path, f"0 for {_COND}.kind={kind!r} (a mix of two members has no accuracy "
-              "level to condition on)", mix,
-              f"use {flag(path, 0.0)} or {flag(f'{_COND}.kind', 'none')}")
-    sample_path = "generator.sampling.latent_mix"
-    sample_mix = get_field(config, sample_path)
-    if sample_mix > 0 and kind != "none":
-        fail(sample_path, f"0 for {_COND}.kind={kind!r} (a mix of two samples has no "
-              "condition)", sample_mix,
-              f"use {flag(sample_path, 0.0)} or {flag(f'{_COND}.kind', 'none')}")
+    # A mix of two members (or of two samples) has no accuracy level to condition on.
+    for path, what in ((f"{_DIFF}.latent_mix", "members"),
+                       ("generator.sampling.latent_mix", "samples")):
+        mix = get_field(config, path)
+        if mix > 0 and kind != "none":
+            fail(path, f"0 for {_COND}.kind={kind!r} (a mix of two {what} has no accuracy "
+                  "level to condition on)", mix,
+                  f"use {flag(path, 0.0)} or {flag(f'{_COND}.kind', 'none')}")
+    path = f"{_DIFF}.latent_mix"
+    mix = get_field(config, path)
     if mix > 0 and get_field(config, f"{_DIFF}.model.kind") in LATENT_FIT_KINDS:
         fail(path, "0 for a latent fit (it fits the members' latents in closed form, no "
               "training batches to mix)", mix, f"use {flag(path, 0.0)}")
