@@ -33,9 +33,9 @@ def focus_range(frontier: Mapping) -> tuple[float, float] | None:
     near = [p["median"] for p in frontier["pdiff"]]
     if frontier.get("zoo"):
         near.append(frontier["zoo"]["median"])
-    every = near + [p["median"] for pts in frontier["families"].values() for p in pts]
     if not near:
         return None
+    every = near + [p["median"] for pts in frontier["families"].values() for p in pts]
     bottom = min(near) - FOCUS_BELOW
     return None if min(every) >= bottom else (bottom, max(every) + 0.5)
 
