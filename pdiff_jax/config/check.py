@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pdiff_jax.config.choices import (
     AUGMENTATIONS,
     AUTOENCODER_KINDS,
+    BEHAVIOUR_TARGETS,
     CHANNELS,
     CONDITION_KINDS,
     CONDITION_ON,
@@ -126,6 +127,7 @@ CHOICES = {
     "generator.normalization.basis": NORMALIZATION_BASES,
     f"{_DIFF}.model.kind": DIFFUSION_MODEL_KINDS,
     f"{_AE}.model.norm": NORMS, f"{_AE}.model.size": PAPER_AE_SIZES,
+    f"{_AE}.behaviour.target": BEHAVIOUR_TARGETS,
     "generator.sampling.sampler": SAMPLERS,
     "evaluate.vectorize": VECTORIZE,
     f"{_COND}.kind": CONDITION_KINDS, f"{_COND}.on": CONDITION_ON,

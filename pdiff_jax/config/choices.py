@@ -36,6 +36,7 @@ DENOISER_KINDS = ("unet", "paper")        # trained by the diffusion stage
 LATENT_FIT_KINDS = ("gaussian", "kde")    # fitted in closed form instead of a denoiser
 DIFFUSION_MODEL_KINDS = DENOISER_KINDS + LATENT_FIT_KINDS
 PAPER_AE_SIZES = ("medium", "small")
+BEHAVIOUR_TARGETS = ("members", "labels")  # what decoded networks must match
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
 CONDITION_KINDS = ("none", "level", "value")

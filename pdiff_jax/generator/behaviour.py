@@ -20,6 +20,11 @@ their parameters is less accurate (the interpolation baseline of the frontier). 
 decoder then learns a path between members along which networks act like ensembles
 rather than like parameter averages (a learned, curved path, as in "Learning Neural
 Network Subspaces", Wortsman et al. 2021, but distilled from the zoo's own outputs).
+
+With ``target = 'labels'`` the target is the images' own labels (lightly smoothed, so the
+KL is a cross-entropy) instead of the members' predictions: decoded networks, and their
+mixes, are trained on the task itself rather than to repeat the members' mistakes. This
+spends the training data as fine-tuning does (the frontier's ``finetune`` reference).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class BehaviourSettings:
     images: int = 128       # training images the decoded networks are run on
     members: int = 32       # batch rows that get the term each step (its cost)
     mix: float = 0.0        # > 0: decoded latent mixes match the members' ensemble
+    target: str = "members"  # 'members': their predictions; 'labels': the images' labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Behaviour:
     members: int
     weight: float
     mix: float = 0.0
+    target: str = "members"
 
 
 def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs):
@@ -81,6 +88,30 @@ def teacher_logits(behaviour: Behaviour, base, vectors, inputs, chunk: int = 50)
                                   start=behaviour.start))
            for i in range(0, len(vectors), chunk)]
     return np.concatenate(out)
+
+
+# A smoothed one-hot keeps log-probabilities finite: KL to it is cross-entropy up to a constant.
+LABEL_SMOOTHING = 1e-3
+
+
+def label_targets(labels, num_members: int, num_classes: int) -> np.ndarray:
+    """f32[K, b, C]: the log-probabilities of the smoothed one-hot ``labels`` (b of them),
+    the same for every one of ``num_members`` members."""
+    one_hot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+    p = (1 - LABEL_SMOOTHING) * one_hot + LABEL_SMOOTHING / num_classes
+    return np.broadcast_to(np.log(p), (num_members, *p.shape))
+
+
+def behaviour_targets(behaviour: Behaviour, base, vectors, inputs, labels=None) -> np.ndarray:
+    """f32[K, b, C]: what each member's decoded networks must match (``behaviour.target``)."""
+    teacher = teacher_logits(behaviour, base, vectors, inputs)
+    if behaviour.target == "members":
+        return teacher
+    if behaviour.target == "labels":
+        if labels is None:
+            raise ValueError("behaviour.target 'labels' needs the images' labels")
+        return label_targets(labels, *teacher.shape[::2])
+    raise ValueError(f"behaviour.target {behaviour.target!r}: use 'members' or 'labels'")
 
 
 def mixed_targets(latents, teacher, key, mix: float):

@@ -22,7 +22,7 @@ from pdiff_jax.errors import MismatchError
 from pdiff_jax.runtime.optimizer import make_optimizer
 
 from . import diffusion as dp
-from .behaviour import Behaviour, teacher_logits
+from .behaviour import Behaviour, behaviour_targets
 from .conditioning import ConditionSettings, conditional_diffusion_train_step
 from .diagnostics import latent_diagnostics
 from .kinds import plain
@@ -73,9 +73,10 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                       metrics_fn=None) -> tuple[dict, dict]:
     """Train the parameter autoencoder on the zoo ``f32[K, D]``.
 
-    ``behaviour`` (with ``behaviour_inputs = (base variables, inputs)``) adds the
+    ``behaviour`` (with ``behaviour_inputs = (base variables, inputs)``, or
+    ``(base variables, inputs, labels)`` for ``behaviour.target == 'labels'``) adds the
     behavioural term of ``behaviour.py``: decoded networks must match their members'
-    logits on those inputs.
+    logits (or the labels) on those inputs.
 
     Returns ``(arrays, meta)``: arrays = AE variables, the normalizer (mean/std, and
     the principal basis with ``normalization.components``) and the zoo's latents
@@ -99,8 +100,9 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                              ema_decay=settings.ema_decay, mesh=mesh, behaviour=behaviour)
     data = xn
     if behaviour is not None:   # the members' logits once; decoded networks run each step
-        base, inputs = behaviour_inputs
-        data = {"x": xn, "teacher": teacher_logits(behaviour, base, x, inputs), "base": base,
+        base, inputs, *labels = behaviour_inputs
+        teacher = behaviour_targets(behaviour, base, x, inputs, *labels)
+        data = {"x": xn, "teacher": teacher, "base": base,
                 "inputs": inputs, "normalizer": norm}
     state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
                                ckpt_dir=checkpoint_dir, desc="autoencoder",
@@ -116,6 +118,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
         "behaviour": None if behaviour is None else {"weight": behaviour.weight,
                                                      "members": behaviour.members,
                                                      "mix": behaviour.mix,
+                                                     "target": behaviour.target,
                                                      "images": int(jax.tree.leaves(
                                                          behaviour_inputs[1])[0].shape[0])},
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),

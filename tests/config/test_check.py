@@ -291,6 +291,7 @@ def test_snapshot_epochs_are_checked(smoke_config):
      r"generator.sampling.latent_mix must be 0 for generator.condition.kind='level'"),
     ({"generator__diffusion__latent_mix": 1.5}, r"latent_mix must be in \[0, 1\)"),
     ({"generator__autoencoder__behaviour__mix": -0.1}, r"behaviour.mix must be in \[0, 1\)"),
+    ({"generator__autoencoder__behaviour__target": "label"}, r"behaviour.target"),
 ])
 def test_mixes_that_cannot_work_are_refused(fields, match, smoke_config, one_line):
     with pytest.raises(ConfigError, match=match) as e:

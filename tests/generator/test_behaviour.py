@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from pdiff_jax.generator import default_generator_config, train_autoencoder
-from pdiff_jax.generator.behaviour import Behaviour, behaviour_loss, mixed_targets, teacher_logits
+from pdiff_jax.generator.behaviour import (
+    Behaviour,
+    behaviour_loss,
+    behaviour_targets,
+    mixed_targets,
+    teacher_logits,
+)
 from pdiff_jax.generator.normalize import fit_normalizer, normalize
 from pdiff_jax.models import get_model
 from pdiff_jax.params.subset import ParamSpec, flatten_subset
@@ -56,7 +62,8 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     plain_arrays, plain_meta = train_autoencoder(vectors, **kw)
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
-    assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "images": 16}
+    assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
+                                 "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
@@ -92,3 +99,26 @@ def test_mix_zero_weight_targets_are_the_members_own():
     mixed, target = mixed_targets(latents, teacher, jax.random.key(0), mix=1e-9)
     np.testing.assert_allclose(mixed, latents, atol=1e-6)
     np.testing.assert_allclose(target, jax.nn.log_softmax(teacher, axis=-1), atol=1e-5)
+
+
+def test_label_targets_are_a_cross_entropy_to_the_labels(tiny):
+    behaviour, base, vectors, images = tiny
+    labels = np.arange(16) % 10
+    on_labels = Behaviour(behaviour.model_def, behaviour.spec, None, members=4, weight=1.0,
+                          target="labels")
+    target = behaviour_targets(on_labels, base, vectors, images, labels)
+    assert target.shape == (8, 16, 10)
+    assert (np.exp(target).argmax(-1) == labels).all()
+    np.testing.assert_allclose(np.exp(target).sum(-1), 1.0, rtol=1e-5)
+    # KL to the smoothed labels ranks networks as their cross-entropy does: members whose
+    # logits favour the labels score lower.
+    norm = fit_normalizer(vectors, components=0)
+    data = {"normalizer": norm, "base": base, "inputs": images}
+    loss = [float(behaviour_loss(on_labels, normalize(norm, vectors[i:i + 1]), target[:1], data))
+            for i in range(8)]
+    logits = teacher_logits(behaviour, base, vectors, images)
+    ce = -np.take_along_axis(np.asarray(jax.nn.log_softmax(logits, -1)),
+                             np.broadcast_to(labels[None, :, None], (8, 16, 1)), -1).mean((1, 2))
+    assert np.argsort(loss).tolist() == np.argsort(ce).tolist()
+    with pytest.raises(ValueError, match="needs the images' labels"):
+        behaviour_targets(on_labels, base, vectors, images)
