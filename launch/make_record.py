@@ -65,7 +65,8 @@ def quoted_results(results: dict) -> dict:
             "novelty": f["novelty"], "pdiff_knob": f.get("pdiff_knob", "temperature"),
             "zoo": f["zoo"], "pdiff": [point(q) for q in f["pdiff"]],
             "families": {name: [point(q) for q in pts] for name, pts in f["families"].items()},
-            "margin": f["margin"], "margin_notes": f.get("margin_notes", {})}
+            "margin": f["margin"], "margin_interval": f.get("margin_interval", {}),
+            "margin_notes": f.get("margin_notes", {})}
     if "conditional" in results:   # per requested level: each group's summary, no arrays
         c = results["conditional"]
         out["conditional"] = {k: v for k, v in c.items() if k != "levels"} | {

@@ -126,6 +126,17 @@ def frontier_point(q: dict, knob_name: str = "") -> str:
     return f"{pct(q['median'])} at {q['nn_iou_any']:.3f} ({knob_name}{q['knob']:g})"
 
 
+def margin_cell(frontier: dict, family: str) -> str:
+    """``+0.48 [+0.21, +0.75]``: a margin and its 90 % bootstrap interval (records made
+    before the intervals show the margin alone)."""
+    value = frontier["margin"].get(family)
+    if value is None:
+        return "-"
+    interval = frontier.get("margin_interval", {}).get(family)
+    return f"{value:+.2f}" + ("" if interval is None
+                              else f" [{interval[0]:+.2f}, {interval[1]:+.2f}]")
+
+
 def frontier_table(records: list[dict], doc: Path) -> list[str]:
     """The accuracy-novelty frontier of every record that has one: p-diff's best point
     (largest margin), each family's strongest point (highest median) and the margins."""
@@ -133,7 +144,7 @@ def frontier_table(records: list[dict], doc: Path) -> list[str]:
              "| run (record) | zoo members: median at nn_iou_any | p-diff: median at "
              "nn_iou_any (knob), best margin's point | "
              + " | ".join(f"{f}: strongest point" for f in FAMILY_ORDER)
-             + " | margin: " + " / ".join(MARGIN_FAMILIES) + " |",
+             + " | margin [90 % interval]: " + " / ".join(MARGIN_FAMILIES) + " |",
              "|" + "---|" * (4 + len(FAMILY_ORDER))]
     for rec in records:
         f = rec["results"].get("frontier")
@@ -146,8 +157,7 @@ def frontier_table(records: list[dict], doc: Path) -> list[str]:
         prefix = "T=" if f["pdiff_knob"] == "temperature" else "s="
         cells = [frontier_point(max(f["families"][fam], key=lambda q: q["median"]))
                  if f["families"].get(fam) else "-" for fam in FAMILY_ORDER]
-        margins = " / ".join("-" if f["margin"].get(m) is None else f"{f['margin'][m]:+.2f}"
-                             for m in MARGIN_FAMILIES)
+        margins = " / ".join(margin_cell(f, m) for m in MARGIN_FAMILIES)
         lines.append(f"| {link(rec, doc)} | {pct(f['zoo']['median'])} at "
                      f"{f['zoo']['nn_iou_any']:.3f} | {frontier_point(best, prefix)} | "
                      + " | ".join(cells) + f" | {margins} |")

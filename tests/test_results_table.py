@@ -153,3 +153,13 @@ def test_git_revision_marks_a_dirty_tree(tmp_path):
     assert len(clean) >= 7 and "+" not in clean
     (tmp_path / "f").write_text("2")
     assert make_record.git_revision(tmp_path) == clean + "+dirty"
+
+
+def test_a_margin_cell_carries_its_interval_where_the_record_has_one():
+    table = _script("results_table")
+    frontier = {"margin": {"noise": 0.4812, "interpolation": None, "pca_gaussian": -0.03},
+                "margin_interval": {"noise": [0.2113, 0.7551], "pca_gaussian": None}}
+    assert table.margin_cell(frontier, "noise") == "+0.48 [+0.21, +0.76]"
+    assert table.margin_cell(frontier, "interpolation") == "-"
+    assert table.margin_cell(frontier, "pca_gaussian") == "-0.03"
+    assert table.margin_cell({"margin": {"noise": 0.1}}, "noise") == "+0.10"   # older record

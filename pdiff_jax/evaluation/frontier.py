@@ -29,7 +29,10 @@ the distance to the nearest member (``nn_l2``).
 ``margin[family]``: the best p-diff point's median minus the family's median at the same
 ``nn_iou_any`` (its curve in knob order, linear between consecutive points, the best
 crossing where it passes there twice); ``None`` with a reason when p-diff lies outside
-the family's range.
+the family's range. ``margin_interval[family]``: how far that number moves with the luck
+of the draws, a 90 % bootstrap interval (each point's n samples resampled, their
+accuracies and novelties kept, the margin recomputed; two draws of 100 from one MLP-3
+generator differed by up to a quarter point in median).
 """
 
 from __future__ import annotations
@@ -154,11 +157,18 @@ def draw(family: str, knob, key, zoo, *, n: int, segments=None, basis=None) -> n
 # ----------------------------------------------------------------------------- novelty
 
 
-def novelty_of_group(wrong_zoo, wrong_group, vec_zoo, vec_group) -> dict:
-    """The novelty fields of one point (module docstring), averaged over the group."""
-    to_zoo = novelty.iou_matrix(wrong_group, wrong_zoo).max(axis=1)           # [n]
+def _nearest_iou(wrong_zoo, wrong_group):
+    """``(nearest, to_zoo, within)`` f[n]: each sample's largest IoU of wrong predictions
+    with any member or other sample, with members only, with other samples only."""
+    to_zoo = novelty.iou_matrix(wrong_group, wrong_zoo).max(axis=1)
     within = novelty.offdiag_max(novelty.iou_matrix(wrong_group, wrong_group))
     nearest = np.maximum(to_zoo, within) if len(wrong_group) > 1 else to_zoo
+    return nearest, to_zoo, within
+
+
+def novelty_of_group(wrong_zoo, wrong_group, vec_zoo, vec_group) -> dict:
+    """The novelty fields of one point (module docstring), averaged over the group."""
+    nearest, to_zoo, within = _nearest_iou(wrong_zoo, wrong_group)
     nn_l2 = np.sqrt(novelty.sq_distances(vec_group, vec_zoo)).min(axis=1)
     return {"nn_iou_any": float(nearest.mean()), "nn_max_iou": float(to_zoo.mean()),
             "nn_iou_within": float(np.nanmean(within)) if len(wrong_group) > 1 else None,
@@ -206,6 +216,44 @@ def margin(pdiff_points: Sequence[Mapping], family_points: Sequence[Mapping]) ->
                       f"the family's [{lo:.3f}, {hi:.3f}]; extend its knob"}
 
 
+INTERVAL = (0.05, 0.95)      # the bootstrap interval's quantiles
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def _resampled_points(key, test_acc, nearest, resamples: int) -> list[dict]:
+    """``resamples`` bootstrap copies of one point: the median and mean novelty of its n
+    samples drawn with replacement (each sample keeps the novelty it had in its group)."""
+    idx = np.asarray(jax.random.randint(key, (resamples, len(test_acc)), 0, len(test_acc)))
+    medians = np.median(np.asarray(test_acc)[idx], axis=1)
+    novelties = np.asarray(nearest)[idx].mean(axis=1)
+    return [{"median": float(m), "nn_iou_any": float(v)} for m, v in zip(medians, novelties,
+                                                                          strict=True)]
+
+
+def margin_intervals(key, pdiff_draws: Sequence, family_draws: Mapping[str, Sequence], *,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """``{family: [low, high] | None}``: the bootstrap interval (``INTERVAL``) of each
+    family's margin. A draw is ``(knob, test_acc f[n], nearest f[n])``; resample r of every
+    point enters resample r of the margin. None when p-diff lies outside the family's
+    range in more than a tenth of the resamples (its margin has no interval worth the name).
+    """
+    def resampled(draws, salt):
+        return [_resampled_points(jax.random.fold_in(key, salt * 1009 + i), acc, near, resamples)
+                for i, (_, acc, near) in enumerate(draws)]
+
+    pdiff = resampled(pdiff_draws, 0)
+    out = {}
+    for j, (family, draws) in enumerate(family_draws.items(), start=1):
+        points = resampled(draws, j)
+        values = [m for r in range(resamples)
+                  if (m := margin([dict(p[r], knob=k) for p, (k, _, _) in zip(pdiff, pdiff_draws,
+                                                                              strict=True)],
+                                  [p[r] for p in points])["value"]) is not None]
+        out[family] = (None if len(values) < 0.9 * resamples
+                       else [float(q) for q in np.quantile(values, INTERVAL)])
+    return out
+
+
 # ----------------------------------------------------------------------------- the frontier
 
 
@@ -227,6 +275,7 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
     wrong_zoo, vec_zoo = zoo_measured.wrong, zoo.vectors
     basis = principal_basis(vec_zoo)
     families: dict[str, list] = {}
+    draws: dict[str, list] = {}     # (knob, test_acc, nearest) per point: the intervals
     failed: dict[str, str] = {}
     for family in FRONTIER_FAMILIES:
         knobs = settings.knobs(family)
@@ -247,15 +296,19 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
         else:
             drawn = {k: draw(family, k, _family_key(key, family, k), vec_zoo, n=n,
                              segments=zoo.segments, basis=basis) for k in knobs}
-        families[family] = []
+        families[family], draws[family] = [], []
         for knob, vectors in drawn.items():
             logging.info("frontier: %s at %s (%d sets)", family, knob, len(vectors))
-            families[family].append(point(knob, measure(vectors), wrong_zoo, vec_zoo))
-    pdiff = []
+            measured = measure(vectors)
+            families[family].append(point(knob, measured, wrong_zoo, vec_zoo))
+            draws[family].append(_draw(knob, measured, wrong_zoo))
+    pdiff, pdiff_draws = [], []
     for knob in settings.pdiff:
         vectors = sample_pdiff(float(knob), _family_key(key, "pdiff", knob))
         logging.info("frontier: p-diff at %s %s", settings.pdiff_knob, knob)
-        pdiff.append(point(knob, measure(vectors), wrong_zoo, vec_zoo))
+        measured = measure(vectors)
+        pdiff.append(point(knob, measured, wrong_zoo, vec_zoo))
+        pdiff_draws.append(_draw(knob, measured, wrong_zoo))
     members = novelty_of_group(wrong_zoo, wrong_zoo, vec_zoo, vec_zoo)
     zoo_summary = protocol.summarize(zoo_measured.train_acc, zoo_measured.test_acc)
     # Against itself each member's nearest zoo member is itself: its novelty is the
@@ -263,7 +316,13 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
     zoo_point = {"n": len(vec_zoo), "median": zoo_summary["median"], "best": zoo_summary["best"],
                  "nn_iou_any": members["nn_iou_within"], "nn_iou_within": members["nn_iou_within"]}
     margins = {f: margin(pdiff, pts) for f, pts in families.items() if pdiff}
+    intervals = (margin_intervals(_family_key(key, "bootstrap", 0), pdiff_draws, draws)
+                 if pdiff else {})
     return {"novelty": "nn_iou_any", "families": families, "pdiff": pdiff,
             "pdiff_knob": settings.pdiff_knob, "zoo": zoo_point,
             "margin": {f: m.pop("value") for f, m in margins.items()},
-            "margin_notes": margins, "failed": failed}
+            "margin_interval": intervals, "margin_notes": margins, "failed": failed}
+
+
+def _draw(knob, measured, wrong_zoo) -> tuple:
+    return knob, np.asarray(measured.test_acc), _nearest_iou(wrong_zoo, measured.wrong)[0]

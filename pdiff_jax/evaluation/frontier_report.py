@@ -99,21 +99,24 @@ def markdown(frontier: Mapping, picture: str | None = None) -> list[str]:
              "`nn_iou_within`: the within-group part; `nn_l2`: distance to the nearest "
              "member. Fine-tuning spends training, so it may use fewer members "
              "(`evaluate.frontier.finetune_members`; its n is in its table): compare its "
-             "median, not its best.", ""]
+             "median, not its best. A margin's interval: 90 % of its values when every "
+             "point's draws are resampled (bootstrap); a margin whose interval holds 0 is "
+             "no lead.", ""]
     if picture:
         lines += [f"![frontier]({picture})", ""]
     zoo = frontier.get("zoo") or {}
     if zoo:
         lines += [f"Zoo members against each other: median {_cell(zoo.get('median'))}, "
                   f"nn_iou_any {_cell(zoo.get('nn_iou_any'))} (K = {zoo.get('n')}).", ""]
-    lines += [f"| margin of p-diff's best point over | points | p-diff "
-              f"{frontier.get('pdiff_knob', 'temperature')} | note |",
-              "|---|---|---|---|"]
+    lines += [f"| margin of p-diff's best point over | points | 90 % interval (bootstrap) "
+              f"| p-diff {frontier.get('pdiff_knob', 'temperature')} | note |",
+              "|---|---|---|---|---|"]
     for family, reason in frontier.get("failed", {}).items():
-        lines.append(f"| {family} | - | - | left out: {reason} |")
+        lines.append(f"| {family} | - | - | - | left out: {reason} |")
     for family, value in frontier.get("margin", {}).items():
         note = frontier.get("margin_notes", {}).get(family, {})
         lines.append(f"| {family} | {'-' if value is None else f'{value:+.2f}'} | "
+                     f"{interval_text(frontier, family)} | "
                      f"{_cell(note.get('pdiff_knob'))} | {note.get('reason') or ''} |")
     for family, points in [*frontier["families"].items(), ("pdiff", frontier["pdiff"])]:
         knob = (frontier.get("pdiff_knob", "temperature") if family == "pdiff"
@@ -134,9 +137,17 @@ def append_to_report(results: Mapping, workdir) -> Path | None:
     return append_section(workdir, [*markdown(frontier, str(picture.relative_to(workdir))), ""])
 
 
+def interval_text(frontier: Mapping, family: str) -> str:
+    """``[+0.21, +0.75]``: a margin's bootstrap interval; '-' where there is none (an older
+    results.json, or p-diff outside the family's range)."""
+    interval = frontier.get("margin_interval", {}).get(family)
+    return "-" if interval is None else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
 def summary_text(frontier: Mapping) -> str:
     """Two lines for the printed summary: p-diff's margins over each family."""
     parts = [f"{f} {'-' if v is None else f'{v:+.2f}'}"
+             + ("" if (i := interval_text(frontier, f)) == "-" else f" {i}")
              for f, v in frontier.get("margin", {}).items()]
-    return "frontier margins (p-diff median minus family median at equal nn_iou_any): " + (
-        ", ".join(parts) or "none")
+    return ("frontier margins (p-diff median minus family median at equal nn_iou_any; "
+            "90 % bootstrap interval): " + ("; ".join(parts) or "none"))

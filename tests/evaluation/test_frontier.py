@@ -110,6 +110,39 @@ def test_margin_takes_the_best_pdiff_point_inside_the_familys_range():
     assert outside["value"] is None and "outside the family's [0.500, 0.900]" in outside["reason"]
 
 
+def _draws(rng, knobs, accuracy, novelty, n):
+    """Bootstrap inputs: per knob, n accuracies around ``accuracy - 2 i`` and novelties
+    around ``novelty - 0.1 i`` (a curve that loses accuracy as it gains novelty)."""
+    return [(k, accuracy - 2 * i + rng.normal(0, 1, n), novelty - 0.1 * i + rng.normal(0, .05, n))
+            for i, k in enumerate(knobs)]
+
+
+def test_margin_intervals_cover_the_margin_and_narrow_with_more_draws():
+    rng = np.random.default_rng(0)
+    intervals = {}
+    for n in (25, 400):
+        family = _draws(rng, range(5), 90.0, 0.9, n)
+        pdiff = _draws(rng, (1.0,), 87.5, 0.7, n)       # the family: 86 at 0.7
+        lo, hi = frontier.margin_intervals(jax.random.key(0), pdiff, {"noise": family},
+                                           resamples=300)["noise"]
+        assert lo < 1.5 < hi
+        intervals[n] = hi - lo
+    assert intervals[400] < intervals[25] / 2             # ~1/sqrt(n)
+    # p-diff compared with its own draws: no lead either way
+    same = _draws(rng, range(5), 90.0, 0.9, 100)
+    lo, hi = frontier.margin_intervals(jax.random.key(1), same, {"noise": same},
+                                       resamples=300)["noise"]
+    assert lo < 0 < hi
+
+
+def test_margin_intervals_are_none_where_pdiff_leaves_the_familys_range():
+    rng = np.random.default_rng(1)
+    family = _draws(rng, range(3), 90.0, 0.9, 50)          # novelty 0.7 ... 0.9
+    pdiff = _draws(rng, (1.0,), 85.0, 0.3, 50)
+    assert frontier.margin_intervals(jax.random.key(0), pdiff, {"noise": family},
+                                     resamples=50) == {"noise": None}
+
+
 def test_compute_frontier_gives_every_point_the_same_n_and_evaluator(zoo):
     """With a stand-in evaluator (accuracy = minus the distance to the zoo mean, wrong
     masks from the sign of a fixed projection), every family, p-diff and the margins
@@ -146,7 +179,10 @@ def test_compute_frontier_gives_every_point_the_same_n_and_evaluator(zoo):
                                     "finetune"}
     assert [p["knob"] for p in out["pdiff"]] == [0.5, 1.0]
     assert calls[1:] == [9] * (len(calls) - 1)            # every point: n draws
-    assert set(out["margin"]) == set(out["families"])
+    assert set(out["margin"]) == set(out["families"]) == set(out["margin_interval"])
+    for family, value in out["margin"].items():
+        interval = out["margin_interval"][family]
+        assert value is None or interval is None or interval[0] <= interval[1]
     for points in [*out["families"].values(), out["pdiff"]]:
         for p in points:
             assert p["n"] == 9 and {"median", "best", "nn_iou_any", "nn_max_iou",
@@ -210,3 +246,17 @@ def test_the_frontier_plot_focuses_where_pdiff_competes(tmp_path):
     fr["families"].pop("pca_gaussian")
     assert frontier_report.focus_range(fr) is None   # everything fits: the full range
     assert frontier_report.plot_frontier(tmp_path / "f.png", fr).stat().st_size > 0
+
+
+def test_the_report_gives_each_margin_its_interval():
+    from pdiff_jax.evaluation import frontier_report
+    point = {"knob": 1.0, "n": 9, "median": 90.0, "best": 91.0, "nn_iou_any": 0.5}
+    result = {"families": {"noise": [point]}, "pdiff": [point], "pdiff_knob": "temperature",
+              "margin": {"noise": 0.25, "interpolation": None},
+              "margin_interval": {"noise": [-0.1, 0.6], "interpolation": None},
+              "margin_notes": {"noise": {"pdiff_knob": 1.0},
+                               "interpolation": {"reason": "outside"}}}
+    lines = frontier_report.markdown(result, None)
+    assert "| noise | +0.25 | [-0.10, +0.60] | 1.000 |  |" in lines
+    assert "| interpolation | - | - | - | outside |" in lines
+    assert "noise +0.25 [-0.10, +0.60]; interpolation -" in frontier_report.summary_text(result)
