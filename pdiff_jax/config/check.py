@@ -96,7 +96,7 @@ NONNEGATIVE_INTS = (
     "seed", "data.image_size", "data.val_examples", "data.max_train", "data.max_test",
     "zoo.epochs", "generator.sampling.steps", "evaluate.train_examples", "evaluate.average_k",
     "evaluate.finetune_pairs", "evaluate.trajectories", "zoo.steps_per_dispatch",
-    "evaluate.recompute_batch_stats",
+    "evaluate.recompute_batch_stats", f"{_AE}.behaviour.images_per_step",
     "generator.normalization.components",
     *(f"{s}.steps_per_dispatch" for s in _TRAIN_SECTIONS),
 )

@@ -11,7 +11,9 @@ on a fixed batch of ``images`` training images, and adds
     weight * mean_{members, images} KL(softmax(member's logits) || softmax(decoded's logits))
 
 to the loss. The members' logits are computed once. For a subset zoo the images enter at
-the zoo's split point (the frozen head's activations, computed once too).
+the zoo's split point (the frozen head's activations, computed once too). With
+``images_per_step > 0`` each step runs the decoded networks on that many of the ``images``
+(drawn anew each step): a large pool of images at the cost of a small batch.
 
 With ``mix > 0`` the decoded latent is a mix ``(1 - a) z_i + a z_j`` of two members'
 (``a ~ U(0, mix)``), and its target is the same mix of their predicted probabilities: the
@@ -51,6 +53,7 @@ class BehaviourSettings:
     members: int = 32       # batch rows that get the term each step (its cost)
     mix: float = 0.0        # > 0: decoded latent mixes match the members' ensemble
     target: str = "members"  # 'members': their predictions; 'labels': the images' labels
+    images_per_step: int = 0  # > 0: each step's images, drawn from the `images` (0: all)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Behaviour:
     weight: float
     mix: float = 0.0
     target: str = "members"
+    images_per_step: int = 0
 
 
 def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs):

@@ -78,8 +78,10 @@ def default_generator_config() -> ml_collections.ConfigDict:
         # weight > 0: decoded networks must also match their members' logits on `images`
         # training images, `members` rows of each batch (behaviour.py; 0 = off); mix > 0:
         # latent mixes of two members (weight a ~ U(0, mix)) match the pair's ensemble;
-        # target 'labels': the images' labels instead of the members' predictions.
-        behaviour=dict(weight=0.0, images=128, members=32, mix=0.0, target="members"),
+        # target 'labels': the images' labels instead of the members' predictions;
+        # images_per_step > 0: each step runs that many of the `images`, drawn anew.
+        behaviour=dict(weight=0.0, images=128, members=32, mix=0.0, target="members",
+                       images_per_step=0),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -63,12 +65,20 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
     assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
-                                 "images": 16}
+                                 "images_per_step": 0, "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
     assert not np.allclose(jax.tree.leaves(arrays["params"])[0],
                            jax.tree.leaves(plain_arrays["params"])[0])
+    # Four of the 16 images a step: another gradient again, and the meta says so.
+    few = dataclasses.replace(behaviour, images_per_step=4)
+    few_arrays, few_meta = train_autoencoder(vectors, behaviour=few,
+                                             behaviour_inputs=(base, images), **kw)
+    assert few_meta["behaviour"]["images_per_step"] == 4 and few_meta["behaviour"]["images"] == 16
+    assert np.isfinite(few_arrays["latents"]).all()
+    assert not np.allclose(jax.tree.leaves(few_arrays["params"])[0],
+                           jax.tree.leaves(arrays["params"])[0])
 
 
 def test_mixed_targets_are_the_pair_ensemble_of_the_mixed_latents():
