@@ -85,13 +85,26 @@ def _logits_jit(base, vectors, inputs, *, model_def, spec, start):
     return logits_of(model_def, spec, start, base, vectors, inputs)
 
 
-def teacher_logits(behaviour: Behaviour, base, vectors, inputs, chunk: int = 50) -> np.ndarray:
-    """f32[K, b, C]: every zoo member's logits on the behaviour inputs (computed once)."""
-    out = [np.asarray(_logits_jit(base, jnp.asarray(vectors[i:i + chunk]), inputs,
-                                  model_def=behaviour.model_def, spec=behaviour.spec,
-                                  start=behaviour.start))
-           for i in range(0, len(vectors), chunk)]
-    return np.concatenate(out)
+def teacher_logits(behaviour: Behaviour, base, vectors, inputs, chunk: int = 50,
+                   image_chunk: int = 256) -> np.ndarray:
+    """f32[K, b, C]: every zoo member's logits on the behaviour inputs (computed once), in
+    blocks of ``chunk`` members x ``image_chunk`` images: 50 ConvNet-3s on 8,192 images at
+    once would need 107 GB of activations."""
+    b = jax.tree.leaves(inputs)[0].shape[0]
+    rows = []
+    for i in range(0, len(vectors), chunk):
+        members = jnp.asarray(vectors[i:i + chunk])
+        rows.append(np.concatenate([
+            np.asarray(_logits_jit(base, members, _images(inputs, j, image_chunk),
+                                   model_def=behaviour.model_def, spec=behaviour.spec,
+                                   start=behaviour.start))
+            for j in range(0, b, image_chunk)], axis=1))
+    return np.concatenate(rows)
+
+
+def _images(inputs, start: int, size: int):
+    """Rows ``start:start + size`` of the behaviour inputs (an array or a pytree of them)."""
+    return jax.tree.map(lambda a: a[start:start + size], inputs)
 
 
 # A smoothed one-hot keeps log-probabilities finite: KL to it is cross-entropy up to a constant.
@@ -108,13 +121,14 @@ def label_targets(labels, num_members: int, num_classes: int) -> np.ndarray:
 
 def behaviour_targets(behaviour: Behaviour, base, vectors, inputs, labels=None) -> np.ndarray:
     """f32[K, b, C]: what each member's decoded networks must match (``behaviour.target``)."""
-    teacher = teacher_logits(behaviour, base, vectors, inputs)
     if behaviour.target == "members":
-        return teacher
+        return teacher_logits(behaviour, base, vectors, inputs)
     if behaviour.target == "labels":
         if labels is None:
             raise ValueError("behaviour.target 'labels' needs the images' labels")
-        return label_targets(labels, *teacher.shape[::2])
+        # One member on one image says how many classes there are.
+        one = teacher_logits(behaviour, base, vectors[:1], _images(inputs, 0, 1))
+        return label_targets(labels, len(vectors), one.shape[-1])
     raise ValueError(f"behaviour.target {behaviour.target!r}: use 'members' or 'labels'")
 
 

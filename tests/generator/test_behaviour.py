@@ -37,6 +37,8 @@ def test_teacher_logits_are_each_members_own(tiny):
     behaviour, base, vectors, images = tiny
     logits = teacher_logits(behaviour, base, vectors, images, chunk=3)
     assert logits.shape == (8, 16, 10)
+    np.testing.assert_allclose(teacher_logits(behaviour, base, vectors, images, chunk=3,
+                                              image_chunk=5), logits, rtol=1e-5, atol=1e-6)
     from pdiff_jax.params.subset import merge, unflatten_subset
     own = behaviour.model_def.apply(merge(base, unflatten_subset(vectors[5], behaviour.spec)),
                                     images)
