@@ -117,7 +117,8 @@ def _behaviour(run: Run):
     inputs = compute_tail_inputs(run.model_def, zoo.base, run.dataset.x_train[:settings.images],
                                  zoo.split_point, mesh=run.mesh)
     return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings.members,
-                      settings.weight, settings.mix, settings.target, settings.images_per_step),
+                      settings.weight, settings.mix, settings.target, settings.images_per_step,
+                      settings.vectorize),
             (zoo.base, inputs, run.dataset.y_train[:settings.images]))
 
 

@@ -37,6 +37,7 @@ LATENT_FIT_KINDS = ("gaussian", "kde")    # fitted in closed form instead of a d
 DIFFUSION_MODEL_KINDS = DENOISER_KINDS + LATENT_FIT_KINDS
 PAPER_AE_SIZES = ("medium", "small")
 BEHAVIOUR_TARGETS = ("members", "labels")  # what decoded networks must match
+VECTORIZE_NETWORKS = ("vmap", "loop")      # decoded networks in the behavioural term
 NORMS = ("instance", "group", "batch", "none")
 SAMPLERS = ("ddpm", "ddim")
 CONDITION_KINDS = ("none", "level", "value")

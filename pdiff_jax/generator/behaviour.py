@@ -54,6 +54,7 @@ class BehaviourSettings:
     mix: float = 0.0        # > 0: decoded latent mixes match the members' ensemble
     target: str = "members"  # 'members': their predictions; 'labels': the images' labels
     images_per_step: int = 0  # > 0: each step's images, drawn from the `images` (0: all)
+    vectorize: str = "vmap"  # how decoded networks run in a step: 'vmap' or 'loop'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,15 +69,23 @@ class Behaviour:
     mix: float = 0.0
     target: str = "members"
     images_per_step: int = 0
+    vectorize: str = "vmap"
 
 
-def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs):
-    """f32[n, b, C]: the logits of parameter sets ``f32[n, D]`` on ``inputs`` (b rows)."""
+def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectorize="vmap"):
+    """f32[n, b, C]: the logits of parameter sets ``f32[n, D]`` on ``inputs`` (b rows).
+
+    ``vectorize='loop'`` runs them one after another (unrolled): XLA CPU turns a vmap over
+    convolution weights into a slow batched convolution (ConvNet-3, gradient through 32
+    networks on 128 images: 133 s with vmap, 2.5 s unrolled; benchmarks/behaviour_cost.py).
+    """
 
     def one(vector):
         variables = merge(base, unflatten_subset(vector, spec))
         return model_def.apply(variables, inputs, train=False, start=start)
 
+    if vectorize == "loop":
+        return jnp.stack([one(vectors[i]) for i in range(vectors.shape[0])])
     return jax.vmap(one)(vectors)
 
 
@@ -150,7 +159,7 @@ def behaviour_loss(behaviour: Behaviour, decoded, teacher, data) -> jax.Array:
     ``normalizer``, ``base`` and ``inputs`` (see ``stages.train_autoencoder``)."""
     raw = denormalize(data["normalizer"], decoded)                     # [M, D]
     student = logits_of(behaviour.model_def, behaviour.spec, behaviour.start, data["base"],
-                        raw, data["inputs"])                          # [M, b, C]
+                        raw, data["inputs"], behaviour.vectorize)     # [M, b, C]
     log_p = jax.nn.log_softmax(teacher, axis=-1)
     log_q = jax.nn.log_softmax(student, axis=-1)
     kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)           # [M, b]

@@ -79,9 +79,10 @@ def default_generator_config() -> ml_collections.ConfigDict:
         # training images, `members` rows of each batch (behaviour.py; 0 = off); mix > 0:
         # latent mixes of two members (weight a ~ U(0, mix)) match the pair's ensemble;
         # target 'labels': the images' labels instead of the members' predictions;
-        # images_per_step > 0: each step runs that many of the `images`, drawn anew.
+        # images_per_step > 0: each step runs that many of the `images`, drawn anew;
+        # vectorize 'loop': decoded networks one after another (convnets on a CPU).
         behaviour=dict(weight=0.0, images=128, members=32, mix=0.0, target="members",
-                       images_per_step=0),
+                       images_per_step=0, vectorize="vmap"),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),

@@ -120,6 +120,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                                                      "mix": behaviour.mix,
                                                      "target": behaviour.target,
                                                      "images_per_step": behaviour.images_per_step,
+                                                     "vectorize": behaviour.vectorize,
                                                      "images": int(jax.tree.leaves(
                                                          behaviour_inputs[1])[0].shape[0])},
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),

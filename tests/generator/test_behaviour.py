@@ -13,6 +13,7 @@ from pdiff_jax.generator.behaviour import (
     Behaviour,
     behaviour_loss,
     behaviour_targets,
+    logits_of,
     mixed_targets,
     teacher_logits,
 )
@@ -45,6 +46,13 @@ def test_teacher_logits_are_each_members_own(tiny):
     np.testing.assert_allclose(logits[5], own, rtol=1e-5, atol=1e-5)
 
 
+def test_a_loop_over_the_networks_gives_the_vmaps_logits(tiny):
+    behaviour, base, vectors, images = tiny
+    args = (behaviour.model_def, behaviour.spec, None, base, vectors, images)
+    np.testing.assert_allclose(logits_of(*args, vectorize="loop"), logits_of(*args),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_the_term_is_zero_for_exact_copies_and_positive_otherwise(tiny):
     behaviour, base, vectors, images = tiny
     norm = fit_normalizer(vectors, components=0)
@@ -67,7 +75,7 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
     assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
-                                 "images_per_step": 0, "images": 16}
+                                 "images_per_step": 0, "vectorize": "vmap", "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
