@@ -81,12 +81,26 @@ def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectoriz
     """
 
     def one(vector):
-        variables = merge(base, unflatten_subset(vector, spec))
+        variables = _nonnegative_variances(merge(base, unflatten_subset(vector, spec)))
         return model_def.apply(variables, inputs, train=False, start=start)
 
     if vectorize == "loop":
         return jnp.stack([one(vectors[i]) for i in range(vectors.shape[0])])
     return jax.vmap(one)(vectors)
+
+
+def _nonnegative_variances(variables: dict) -> dict:
+    """BatchNorm running variances clipped at 0. A decoded variance below zero (an untrained
+    decoder's first steps on an entire BN network) makes every logit NaN, and with it the
+    whole loss; clipped, the term leaves it to the reconstruction error to mend."""
+    if "batch_stats" not in variables:
+        return variables
+
+    def clip(path, leaf):
+        return jnp.maximum(leaf, 0.0) if getattr(path[-1], "key", None) == "var" else leaf
+
+    return dict(variables,
+                batch_stats=jax.tree_util.tree_map_with_path(clip, variables["batch_stats"]))
 
 
 @functools.partial(jax.jit, static_argnames=("model_def", "spec", "start"))

@@ -142,3 +142,22 @@ def test_label_targets_are_a_cross_entropy_to_the_labels(tiny):
     assert np.argsort(loss).tolist() == np.argsort(ce).tolist()
     with pytest.raises(ValueError, match="needs the images' labels"):
         behaviour_targets(on_labels, base, vectors, images)
+
+
+def test_a_decoded_negative_batch_norm_variance_leaves_the_logits_finite():
+    model_def = get_model("cnn_bn", num_classes=10, input_shape=(8, 8, 1))
+    variables = model_def.init(jax.random.key(0))
+    spec = ParamSpec.from_variables(variables, ".*")
+    vector = np.asarray(flatten_subset(variables, spec))
+    negative = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: -np.ones_like(leaf) if path[-1].key == "var" else leaf,
+        variables["batch_stats"])
+    broken = np.asarray(flatten_subset(dict(variables, batch_stats=negative), spec))
+    assert not np.allclose(broken, vector)
+    images = np.asarray(jax.random.normal(jax.random.key(1), (4, 8, 8, 1)))
+    raw = model_def.apply(dict(variables, batch_stats=negative), images)
+    assert not np.isfinite(np.asarray(raw)).all()          # what the term would have seen
+    logits = logits_of(model_def, spec, None, variables, np.stack([vector, broken]), images)
+    assert np.isfinite(np.asarray(logits)).all()
+    np.testing.assert_allclose(logits[0], model_def.apply(variables, images), rtol=1e-5,
+                               atol=1e-5)
