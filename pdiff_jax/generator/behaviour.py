@@ -77,7 +77,7 @@ def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectoriz
 
     ``vectorize='loop'`` runs them one after another (unrolled): XLA CPU turns a vmap over
     convolution weights into a slow batched convolution (ConvNet-3, gradient through 32
-    networks on 128 images: 133 s with vmap, 2.5 s unrolled; benchmarks/behaviour_cost.py).
+    networks on 128 images: 108 s with vmap, 3.1 s unrolled; BENCHMARKS.md section 11).
     """
 
     def one(vector):
