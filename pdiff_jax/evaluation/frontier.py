@@ -241,14 +241,15 @@ def margin_intervals(key, pdiff_draws: Sequence, family_draws: Mapping[str, Sequ
         return [_resampled_points(jax.random.fold_in(key, salt * 1009 + i), acc, near, resamples)
                 for i, (_, acc, near) in enumerate(draws)]
 
+    knobs = [knob for knob, _, _ in pdiff_draws]
     pdiff = resampled(pdiff_draws, 0)
+    pdiff = [[dict(p[r], knob=k) for p, k in zip(pdiff, knobs, strict=True)]
+             for r in range(resamples)]                       # resample r: p-diff's points
     out = {}
     for j, (family, draws) in enumerate(family_draws.items(), start=1):
         points = resampled(draws, j)
-        values = [m for r in range(resamples)
-                  if (m := margin([dict(p[r], knob=k) for p, (k, _, _) in zip(pdiff, pdiff_draws,
-                                                                              strict=True)],
-                                  [p[r] for p in points])["value"]) is not None]
+        values = [margin(pdiff[r], [p[r] for p in points])["value"] for r in range(resamples)]
+        values = [v for v in values if v is not None]
         out[family] = (None if len(values) < 0.9 * resamples
                        else [float(q) for q in np.quantile(values, INTERVAL)])
     return out
