@@ -87,7 +87,7 @@ def _collect(run: Run, key, log):
 
 def _autoencoder(run: Run, key, log):
     from pdiff_jax.generator import TrainedGenerator, train_autoencoder
-    from pdiff_jax.generator.diagnostics import reconstruction_accuracy
+    from pdiff_jax.generator.diagnostics import reconstruction_accuracy, reconstruction_gap
 
     zoo, gen = run.zoo, run.config.generator
     behaviour, behaviour_inputs = _behaviour(run)
@@ -102,6 +102,9 @@ def _autoencoder(run: Run, key, log):
     meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta, zoo=zoo.vectors).decode,
                                         arrays["latents"],
                                         lambda v: evaluator.evaluate(v, "test")[0]))
+    if (warning := reconstruction_gap(meta, zoo.test_acc)) is not None:
+        logging.warning(warning)
+        meta["warning"] = warning
     return arrays, meta
 
 

@@ -233,7 +233,8 @@ PROTOCOL_TEXT = """\
 AUTOENCODER_KEYS = (
     "input_dim", "rel_recon_error", "latent_dims", "latent_dims_varying",
     "latent_dims_above_noise", "latent_std_max", "latent_std_median", "latent_std_min",
-    "recon_test_acc_best", "recon_test_acc_median", "recon_test_acc_min")
+    "recon_test_acc_best", "recon_test_acc_median", "recon_test_acc_min",
+    "warning")   # diagnostics.reconstruction_gap: the autoencoder lost the networks
 
 
 def autoencoder_summary(ae_meta: Mapping) -> dict:
@@ -264,7 +265,8 @@ def _autoencoder_lines(ae: Mapping | None) -> list[str]:
                      _f(ae["rel_recon_error"], ".4g")])
     if "input_dim" in ae:
         rows.append(["numbers the AE sees per network", str(ae["input_dim"])])
-    return lines + _table(["what", "value"], rows)
+    warning = [f"**Warning.** {ae['warning']}", ""] if ae.get("warning") else []
+    return lines + warning + _table(["what", "value"], rows)
 
 
 def append_section(workdir, lines: list[str]) -> Path:
@@ -388,6 +390,8 @@ def summary_text(results: Mapping) -> str:
                    f"{_f(ae['recon_test_acc_median'])}, min {_f(ae['recon_test_acc_min'])}; "
                    f"latent dims varying {ae.get('latent_dims_varying', '-')} of "
                    f"{ae.get('latent_dims', '-')}")
+    if ae.get("warning"):
+        out.append(f"WARNING: {ae['warning']}")
     n = results.get("novelty")
     if n:
         out.append(f"IoU orig-orig {_f(n.get('iou_orig_orig'), '.3f')}, gen-gen "

@@ -102,3 +102,13 @@ def test_report_shows_the_autoencoder_diagnostics(tmp_path):
     assert "95.50 / 94.25 / 90.00" in text and "12 / 9 / 16" in text
     assert "zoo through the AE: best 95.50, median 94.25, min 90.00" in report.summary_text(
         results)
+
+
+def test_a_collapsed_autoencoder_is_shown_in_the_report_and_the_summary(tmp_path):
+    ae = report.autoencoder_summary({"recon_test_acc_best": 30.0, "recon_test_acc_median": 29.9,
+                                     "recon_test_acc_min": 29.9, "warning": "it lost them"})
+    results = {"original": {"best": 98.0, "median": 97.4, "avg": 97.3, "n": 200},
+               "pdiff": {"best": 30.0, "avg": 29.9, "median": 29.9, "n": 100},
+               "autoencoder": ae}
+    assert "**Warning.** it lost them" in report.write_report(results, tmp_path).read_text()
+    assert "WARNING: it lost them" in report.summary_text(results)

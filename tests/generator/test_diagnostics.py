@@ -3,7 +3,11 @@ dimensions vary, and the accuracy of the zoo decoded from its latents."""
 
 import numpy as np
 
-from pdiff_jax.generator.diagnostics import latent_diagnostics, reconstruction_accuracy
+from pdiff_jax.generator.diagnostics import (
+    latent_diagnostics,
+    reconstruction_accuracy,
+    reconstruction_gap,
+)
 
 
 def test_latent_diagnostics_count_the_dimensions_that_vary():
@@ -29,3 +33,14 @@ def test_reconstruction_accuracy_measures_the_decoded_zoo():
     assert decoded[0] is latents
     assert out == {"recon_test_acc_best": 40.0, "recon_test_acc_median": 20.0,
                    "recon_test_acc_min": 0.0, "recon_test_acc_mean": 20.0}
+
+
+def test_a_collapsed_autoencoder_is_named_with_the_fix():
+    zoo_acc = np.array([97.0, 97.4, 97.8])
+    assert reconstruction_gap({"recon_test_acc_median": 97.3}, zoo_acc) is None
+    assert reconstruction_gap({"recon_test_acc_median": 92.5}, zoo_acc) is None   # 4.9 below
+    warning = reconstruction_gap({"recon_test_acc_median": 29.92, "rel_recon_error": 0.79},
+                                 zoo_acc)
+    assert "29.92 % against the zoo's 97.40 %" in warning
+    assert "behaviour.weight" in warning and "0.79" in warning
+    assert reconstruction_gap({}, zoo_acc) is None     # no copies measured: nothing to say
