@@ -233,8 +233,7 @@ PROTOCOL_TEXT = """\
 AUTOENCODER_KEYS = (
     "input_dim", "rel_recon_error", "latent_dims", "latent_dims_varying",
     "latent_dims_above_noise", "latent_std_max", "latent_std_median", "latent_std_min",
-    "recon_test_acc_best", "recon_test_acc_median", "recon_test_acc_min",
-    "warning")   # diagnostics.reconstruction_gap: the autoencoder lost the networks
+    "recon_test_acc_best", "recon_test_acc_median", "recon_test_acc_min", "warning")
 
 
 def autoencoder_summary(ae_meta: Mapping) -> dict:
@@ -249,17 +248,15 @@ def _autoencoder_lines(ae: Mapping | None) -> list[str]:
     rows = []
     if "recon_test_acc_median" in ae:
         rows.append(["zoo members through the AE, test accuracy best / median / min",
-                     " / ".join(_f(ae.get(k)) for k in ("recon_test_acc_best",
-                                                         "recon_test_acc_median",
-                                                         "recon_test_acc_min"))])
+                     " / ".join(_f(ae.get(f"recon_test_acc_{k}")) for k in ("best", "median",
+                                                                           "min"))])
     if "latent_dims" in ae:
         rows.append(["latent dimensions: varying (std > 0.01) / above the latent noise / all",
                      f"{ae.get('latent_dims_varying', '-')} / "
                      f"{ae.get('latent_dims_above_noise', '-')} / {ae['latent_dims']}"])
         rows.append(["per-dimension std across the zoo: max / median / min",
-                     " / ".join(_f(ae.get(k), ".3g") for k in ("latent_std_max",
-                                                            "latent_std_median",
-                                                            "latent_std_min"))])
+                     " / ".join(_f(ae.get(f"latent_std_{k}"), ".3g") for k in ("max", "median",
+                                                                              "min"))])
     if "rel_recon_error" in ae:
         rows.append(["relative reconstruction error (L2 of the difference / L2 of the zoo)",
                      _f(ae["rel_recon_error"], ".4g")])
@@ -390,8 +387,7 @@ def summary_text(results: Mapping) -> str:
                    f"{_f(ae['recon_test_acc_median'])}, min {_f(ae['recon_test_acc_min'])}; "
                    f"latent dims varying {ae.get('latent_dims_varying', '-')} of "
                    f"{ae.get('latent_dims', '-')}")
-    if ae.get("warning"):
-        out.append(f"WARNING: {ae['warning']}")
+    out += [f"WARNING: {ae['warning']}"] if ae.get("warning") else []   # the AE lost the zoo
     n = results.get("novelty")
     if n:
         out.append(f"IoU orig-orig {_f(n.get('iou_orig_orig'), '.3f')}, gen-gen "
