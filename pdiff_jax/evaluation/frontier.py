@@ -166,21 +166,25 @@ def _nearest_iou(wrong_zoo, wrong_group):
     return nearest, to_zoo, within
 
 
-def novelty_of_group(wrong_zoo, wrong_group, vec_zoo, vec_group) -> dict:
-    """The novelty fields of one point (module docstring), averaged over the group."""
-    nearest, to_zoo, within = _nearest_iou(wrong_zoo, wrong_group)
+def novelty_of_group(wrong_zoo, wrong_group, vec_zoo, vec_group, iou=None) -> dict:
+    """The novelty fields of one point (module docstring), averaged over the group
+    (``iou``: ``_nearest_iou`` of the group, where the caller has it already)."""
+    nearest, to_zoo, within = _nearest_iou(wrong_zoo, wrong_group) if iou is None else iou
     nn_l2 = np.sqrt(novelty.sq_distances(vec_group, vec_zoo)).min(axis=1)
     return {"nn_iou_any": float(nearest.mean()), "nn_max_iou": float(to_zoo.mean()),
             "nn_iou_within": float(np.nanmean(within)) if len(wrong_group) > 1 else None,
             "nn_l2": float(nn_l2.mean())}
 
 
-def point(knob, measured, zoo_wrong, zoo_vectors) -> dict:
-    """One frontier point of a measured group (``groups.measure``)."""
+def point(knob, measured, zoo_wrong, zoo_vectors) -> tuple[dict, tuple]:
+    """One frontier point of a measured group (``groups.measure``), and what its margin's
+    bootstrap needs: ``(knob, test_acc f[n], each sample's nn_iou_any f[n])``."""
+    iou = _nearest_iou(zoo_wrong, measured.wrong)
     summary = protocol.summarize(measured.train_acc, measured.test_acc)
-    return {"knob": knob, "n": len(measured.test_acc), "median": summary["median"],
-            "best": summary["best"], "avg": summary["avg"],
-            **novelty_of_group(zoo_wrong, measured.wrong, zoo_vectors, measured.vectors)}
+    fields = {"knob": knob, "n": len(measured.test_acc), "median": summary["median"],
+              "best": summary["best"], "avg": summary["avg"],
+              **novelty_of_group(zoo_wrong, measured.wrong, zoo_vectors, measured.vectors, iou)}
+    return fields, (knob, np.asarray(measured.test_acc), iou[0])
 
 
 # ----------------------------------------------------------------------------- margins
@@ -300,16 +304,16 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
         families[family], draws[family] = [], []
         for knob, vectors in drawn.items():
             logging.info("frontier: %s at %s (%d sets)", family, knob, len(vectors))
-            measured = measure(vectors)
-            families[family].append(point(knob, measured, wrong_zoo, vec_zoo))
-            draws[family].append(_draw(knob, measured, wrong_zoo))
+            fields, drawn_point = point(knob, measure(vectors), wrong_zoo, vec_zoo)
+            families[family].append(fields)
+            draws[family].append(drawn_point)
     pdiff, pdiff_draws = [], []
     for knob in settings.pdiff:
         vectors = sample_pdiff(float(knob), _family_key(key, "pdiff", knob))
         logging.info("frontier: p-diff at %s %s", settings.pdiff_knob, knob)
-        measured = measure(vectors)
-        pdiff.append(point(knob, measured, wrong_zoo, vec_zoo))
-        pdiff_draws.append(_draw(knob, measured, wrong_zoo))
+        fields, drawn_point = point(knob, measure(vectors), wrong_zoo, vec_zoo)
+        pdiff.append(fields)
+        pdiff_draws.append(drawn_point)
     members = novelty_of_group(wrong_zoo, wrong_zoo, vec_zoo, vec_zoo)
     zoo_summary = protocol.summarize(zoo_measured.train_acc, zoo_measured.test_acc)
     # Against itself each member's nearest zoo member is itself: its novelty is the
@@ -323,7 +327,3 @@ def compute_frontier(settings: FrontierSettings, *, key, zoo, zoo_measured, meas
             "pdiff_knob": settings.pdiff_knob, "zoo": zoo_point,
             "margin": {f: m.pop("value") for f, m in margins.items()},
             "margin_interval": intervals, "margin_notes": margins, "failed": failed}
-
-
-def _draw(knob, measured, wrong_zoo) -> tuple:
-    return knob, np.asarray(measured.test_acc), _nearest_iou(wrong_zoo, measured.wrong)[0]
