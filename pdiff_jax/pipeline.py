@@ -119,9 +119,7 @@ def _behaviour(run: Run):
     zoo = run.zoo
     inputs = compute_tail_inputs(run.model_def, zoo.base, run.dataset.x_train[:settings.images],
                                  zoo.split_point, mesh=run.mesh)
-    return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings.members,
-                      settings.weight, settings.mix, settings.target, settings.images_per_step,
-                      settings.vectorize),
+    return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings),
             (zoo.base, inputs, run.dataset.y_train[:settings.images]))
 
 

@@ -63,17 +63,13 @@ class BehaviourSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Behaviour:
-    """What the training step needs to run decoded networks (static, hashable)."""
+    """What the training step needs to run decoded networks (static, hashable): the
+    network, and the config section's settings."""
 
     model_def: object
     spec: ParamSpec
     start: str | None       # the split point the inputs enter at (None: the images)
-    members: int
-    weight: float
-    mix: float = 0.0
-    target: str = "members"
-    images_per_step: int = 0
-    vectorize: str = "vmap"
+    settings: BehaviourSettings
 
 
 def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectorize="vmap"):
@@ -147,16 +143,17 @@ def label_targets(labels, num_members: int, num_classes: int) -> np.ndarray:
 
 
 def behaviour_targets(behaviour: Behaviour, base, vectors, inputs, labels=None) -> np.ndarray:
-    """f32[K, b, C]: what each member's decoded networks must match (``behaviour.target``)."""
-    if behaviour.target == "members":
+    """f32[K, b, C]: what each member's decoded networks must match (``settings.target``)."""
+    target = behaviour.settings.target
+    if target == "members":
         return teacher_logits(behaviour, base, vectors, inputs)
-    if behaviour.target == "labels":
+    if target == "labels":
         if labels is None:
             raise ValueError("behaviour.target 'labels' needs the images' labels")
         # One member on one image says how many classes there are.
         one = teacher_logits(behaviour, base, vectors[:1], _images(inputs, 0, 1))
         return label_targets(labels, len(vectors), one.shape[-1])
-    raise ValueError(f"behaviour.target {behaviour.target!r}: use 'members' or 'labels'")
+    raise ValueError(f"behaviour.target {target!r}: use 'members' or 'labels'")
 
 
 def mixed_targets(latents, teacher, key, mix: float):
@@ -177,8 +174,8 @@ def behaviour_loss(behaviour: Behaviour, decoded, teacher, data) -> jax.Array:
     ``normalizer``, ``base`` and ``inputs`` (see ``stages.train_autoencoder``)."""
     raw = denormalize(data["normalizer"], decoded)                     # [M, D]
     student = logits_of(behaviour.model_def, behaviour.spec, behaviour.start, data["base"],
-                        raw, data["inputs"], behaviour.vectorize)     # [M, b, C]
+                        raw, data["inputs"], behaviour.settings.vectorize)  # [M, b, C]
     log_p = jax.nn.log_softmax(teacher, axis=-1)
     log_q = jax.nn.log_softmax(student, axis=-1)
     kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)           # [M, b]
-    return behaviour.weight * jnp.mean(kl)
+    return behaviour.settings.weight * jnp.mean(kl)

@@ -74,7 +74,7 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     """Train the parameter autoencoder on the zoo ``f32[K, D]``.
 
     ``behaviour`` (with ``behaviour_inputs = (base variables, inputs)``, or
-    ``(base variables, inputs, labels)`` for ``behaviour.target == 'labels'``) adds the
+    ``(base variables, inputs, labels)`` for ``settings.target == 'labels'``) adds the
     behavioural term of ``behaviour.py``: decoded networks must match their members'
     logits (or the labels) on those inputs.
 
@@ -115,14 +115,11 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     rel_raw = np.linalg.norm(raw - x) / max(np.linalg.norm(x), 1e-30)
     meta = {
         "model": model_kwargs, "normalization": plain(normalization), "train": plain(train),
-        "behaviour": None if behaviour is None else {"weight": behaviour.weight,
-                                                     "members": behaviour.members,
-                                                     "mix": behaviour.mix,
-                                                     "target": behaviour.target,
-                                                     "images_per_step": behaviour.images_per_step,
-                                                     "vectorize": behaviour.vectorize,
-                                                     "images": int(jax.tree.leaves(
-                                                         behaviour_inputs[1])[0].shape[0])},
+        # The settings, with the images the term really ran on (fewer than asked for when
+        # the training set is smaller).
+        "behaviour": None if behaviour is None else dict(
+            dataclasses.asdict(behaviour.settings),
+            images=int(jax.tree.leaves(behaviour_inputs[1])[0].shape[0])),
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),
         "latent_shape": list(latents.shape[1:]), "geometry": ae.geometry_meta(),
         "steps": settings.steps,

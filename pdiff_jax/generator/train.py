@@ -128,18 +128,19 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
 
 
 def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
-    """The behavioural loss of ``behaviour.members`` batch rows, decoded from their latents
-    (or from mixes of them, ``behaviour.mix``) plus the autoencoder's own latent noise
-    (what sampling decodes near), on the images (or ``behaviour.images_per_step`` of them)."""
-    m = min(behaviour.members, x.shape[0])
+    """The behavioural loss of ``settings.members`` batch rows, decoded from their latents
+    (or from mixes of them, ``settings.mix``) plus the autoencoder's own latent noise
+    (what sampling decodes near), on the images (or ``settings.images_per_step`` of them)."""
+    settings = behaviour.settings
+    m = min(settings.members, x.shape[0])
     z = model.apply(variables, x[:m], train=False, method="encode")
     teacher = zoo["teacher"][idx[:m]]
-    if behaviour.mix > 0:
-        z, teacher = mixed_targets(z, teacher, jax.random.fold_in(key, 1), behaviour.mix)
+    if settings.mix > 0:
+        z, teacher = mixed_targets(z, teacher, jax.random.fold_in(key, 1), settings.mix)
     z = z + getattr(model, "latent_noise", 0.0) * jax.random.normal(key, z.shape, z.dtype)
     decoded = model.apply(variables, z, train=False, method="decode")
-    if behaviour.images_per_step:   # this step's images, drawn from the whole pool
-        pick = jax.random.randint(jax.random.fold_in(key, 2), (behaviour.images_per_step,), 0,
+    if settings.images_per_step:   # this step's images, drawn from the whole pool
+        pick = jax.random.randint(jax.random.fold_in(key, 2), (settings.images_per_step,), 0,
                                   teacher.shape[1])
         teacher = teacher[:, pick]
         zoo = dict(zoo, inputs=jax.tree.map(lambda a: a[pick], zoo["inputs"]))

@@ -11,6 +11,7 @@ import pytest
 from pdiff_jax.generator import default_generator_config, train_autoencoder
 from pdiff_jax.generator.behaviour import (
     Behaviour,
+    BehaviourSettings,
     behaviour_loss,
     behaviour_targets,
     logits_of,
@@ -30,7 +31,7 @@ def tiny():
     spec = ParamSpec.from_variables(members[0], ".*")
     vectors = np.stack([np.asarray(flatten_subset(v, spec)) for v in members])
     images = np.asarray(jax.random.normal(jax.random.key(9), (16, 6, 6, 1)))
-    behaviour = Behaviour(model_def, spec, None, members=4, weight=1.0)
+    behaviour = Behaviour(model_def, spec, None, BehaviourSettings(members=4, weight=1.0))
     return behaviour, members[0], vectors, images
 
 
@@ -82,7 +83,8 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     assert not np.allclose(jax.tree.leaves(arrays["params"])[0],
                            jax.tree.leaves(plain_arrays["params"])[0])
     # Four of the 16 images a step: another gradient again, and the meta says so.
-    few = dataclasses.replace(behaviour, images_per_step=4)
+    few = dataclasses.replace(
+        behaviour, settings=dataclasses.replace(behaviour.settings, images_per_step=4))
     few_arrays, few_meta = train_autoencoder(vectors, behaviour=few,
                                              behaviour_inputs=(base, images), **kw)
     assert few_meta["behaviour"]["images_per_step"] == 4 and few_meta["behaviour"]["images"] == 16
@@ -124,8 +126,8 @@ def test_mix_zero_weight_targets_are_the_members_own():
 def test_label_targets_are_a_cross_entropy_to_the_labels(tiny):
     behaviour, base, vectors, images = tiny
     labels = np.arange(16) % 10
-    on_labels = Behaviour(behaviour.model_def, behaviour.spec, None, members=4, weight=1.0,
-                          target="labels")
+    on_labels = dataclasses.replace(
+        behaviour, settings=dataclasses.replace(behaviour.settings, target="labels"))
     target = behaviour_targets(on_labels, base, vectors, images, labels)
     assert target.shape == (8, 16, 10)
     assert (np.exp(target).argmax(-1) == labels).all()
