@@ -116,7 +116,7 @@ NONNEGATIVE_NUMBERS = (
 UNIT_INTERVAL = (  # [0, 1): momenta and decays
     "zoo.momentum", *(f"{s}.{f}" for s in _TRAIN_SECTIONS for f in ("b1", "b2", "ema_decay")),
     f"{_COND}.dropout", f"{_AE}.behaviour.mix", f"{_DIFF}.latent_mix",
-    "generator.sampling.latent_mix",
+    "generator.sampling.latent_mix", f"{_AE}.behaviour.warmup", f"{_AE}.behaviour.ramp",
 )
 POSITIVE_INT_TUPLES = (f"{_AE}.model.channels", f"{_AE}.model.hidden", f"{_DIFF}.model.channels")
 CHOICES = {
@@ -226,6 +226,11 @@ def _check_relations(config) -> None:
             fail(path, f"a multiple of {FOLD_MULTIPLE}", v)
     if min_len > max_len:
         fail(f"{ae}.min_len", f"<= {ae}.max_len = {max_len}", min_len)
+
+    warmup, ramp = (get_field(config, f"{_AE}.behaviour.{f}") for f in ("warmup", "ramp"))
+    if warmup + ramp > 1:
+        fail(f"{_AE}.behaviour.ramp", f"at most 1 - warmup = {1 - warmup:g} (the term must "
+             "reach its weight within the autoencoder's steps)", ramp)
 
     start = get_field(config, f"{_DIFF}.process.beta_start")
     end = get_field(config, f"{_DIFF}.process.beta_end")

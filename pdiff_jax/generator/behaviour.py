@@ -31,6 +31,13 @@ Measured on MLP-3 (its recipe uses it); on ConvNet-3, a BatchNorm convnet, the s
 weight let a cross-entropy in the hundreds drown the reconstruction and every decoded
 member fell to 30 % (results/frontier-mnist.md, session 4): watch the autoencoder's
 "zoo through the AE" line before trusting it on a new architecture.
+
+With ``warmup > 0`` the first ``warmup`` of the autoencoder's steps train on the
+reconstruction alone (they cost what a plain autoencoder's do), and the term's weight
+then rises linearly over the next ``ramp`` of them. The term then starts from decoded
+networks that are already near their members, instead of from an untrained decoder's
+networks, whose cross-entropy (a BatchNorm convnet's in the millions: near-zero decoded
+variances) drowns the reconstruction before it is learned.
 """
 
 from __future__ import annotations
@@ -59,17 +66,31 @@ class BehaviourSettings:
     target: str = "members"  # 'members': their predictions; 'labels': the images' labels
     images_per_step: int = 0  # > 0: each step's images, drawn from the `images` (0: all)
     vectorize: str = "vmap"  # how decoded networks run in a step: 'vmap' or 'loop'
+    warmup: float = 0.0     # fraction of the autoencoder's steps on reconstruction alone
+    ramp: float = 0.0       # fraction of its steps over which the weight then rises to full
 
 
 @dataclasses.dataclass(frozen=True)
 class Behaviour:
     """What the training step needs to run decoded networks (static, hashable): the
-    network, and the config section's settings."""
+    network, the config section's settings and the autoencoder's step count (for the
+    warm-up)."""
 
     model_def: object
     spec: ParamSpec
     start: str | None       # the split point the inputs enter at (None: the images)
     settings: BehaviourSettings
+    steps: int = 0          # the autoencoder's training steps
+
+    def scale_at(self, step) -> jax.Array:
+        """The fraction of ``settings.weight`` the term has at ``step``: 0 through the
+        warm-up, then linear to 1 over the ramp."""
+        begin = self.settings.warmup * self.steps
+        ramp = self.settings.ramp * self.steps
+        step = jnp.asarray(step, jnp.float32)
+        if ramp <= 0:
+            return (step >= begin).astype(jnp.float32)
+        return jnp.clip((step - begin + 1) / ramp, 0.0, 1.0)
 
 
 def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectorize="vmap"):

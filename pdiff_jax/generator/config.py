@@ -80,9 +80,11 @@ def default_generator_config() -> ml_collections.ConfigDict:
         # latent mixes of two members (weight a ~ U(0, mix)) match the pair's ensemble;
         # target 'labels': the images' labels instead of the members' predictions;
         # images_per_step > 0: each step runs that many of the `images`, drawn anew;
-        # vectorize 'loop': decoded networks one after another (convnets on a CPU).
+        # vectorize 'loop': decoded networks one after another (convnets on a CPU);
+        # warmup: fraction of the steps on reconstruction alone, then the weight rises
+        # linearly over a `ramp` fraction of them.
         behaviour=dict(weight=0.0, images=128, members=32, mix=0.0, target="members",
-                       images_per_step=0, vectorize="vmap"),
+                       images_per_step=0, vectorize="vmap", warmup=0.0, ramp=0.0),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),

@@ -95,6 +95,8 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
                         train=False)
     tx = _adamw(settings)
     state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
+    if behaviour is not None:   # its warm-up is a fraction of these steps
+        behaviour = dataclasses.replace(behaviour, steps=settings.steps)
     step = functools.partial(ae_train_step, model=ae, tx=tx,
                              batch_size=effective_batch(settings.batch_size, K, mesh),
                              ema_decay=settings.ema_decay, mesh=mesh, behaviour=behaviour)

@@ -119,12 +119,27 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
                                       else ["losses"])
         extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
         if behaviour is not None:
-            extra = extra + _behaviour_term(model, variables, x, idx, zoo, behaviour,
-                                            jax.random.fold_in(k_noise, 1))
+            extra = extra + _scheduled_behaviour_term(model, variables, x, idx, zoo, behaviour,
+                                                      jax.random.fold_in(k_noise, 1),
+                                                      state["step"])
         return reconstruction_loss(recon, x) + extra, upd["batch_stats"] if has_bs else None
 
     (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return _apply_update(state, grads, tx, ema_decay, new_bs), loss
+
+
+def _scheduled_behaviour_term(model, variables, x, idx, zoo, behaviour, key, step):
+    """The behavioural term at ``step``: in full without a warm-up (the same computation
+    as before warm-ups existed), else scaled by ``behaviour.scale_at(step)`` and not
+    computed at all while that is 0 (``lax.cond`` runs one branch on every backend that
+    does not batch the predicate)."""
+    def term():
+        return _behaviour_term(model, variables, x, idx, zoo, behaviour, key)
+
+    if behaviour.settings.warmup <= 0 and behaviour.settings.ramp <= 0:
+        return term()
+    scale = behaviour.scale_at(step)
+    return jax.lax.cond(scale > 0, lambda: scale * term(), lambda: jnp.zeros((), jnp.float32))
 
 
 def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):

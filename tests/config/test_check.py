@@ -292,6 +292,9 @@ def test_snapshot_epochs_are_checked(smoke_config):
     ({"generator__diffusion__latent_mix": 1.5}, r"latent_mix must be in \[0, 1\)"),
     ({"generator__autoencoder__behaviour__mix": -0.1}, r"behaviour.mix must be in \[0, 1\)"),
     ({"generator__autoencoder__behaviour__target": "label"}, r"behaviour.target"),
+    ({"generator__autoencoder__behaviour__warmup": 1.0}, r"behaviour.warmup must be in \[0, 1\)"),
+    ({"generator__autoencoder__behaviour__warmup": 0.6, "generator__autoencoder__behaviour__ramp":
+      0.5}, r"behaviour.ramp must be at most 1 - warmup = 0.4"),
 ])
 def test_mixes_that_cannot_work_are_refused(fields, match, smoke_config, one_line):
     with pytest.raises(ConfigError, match=match) as e:

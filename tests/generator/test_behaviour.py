@@ -76,7 +76,8 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
     assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
-                                 "images_per_step": 0, "vectorize": "vmap", "images": 16}
+                                 "images_per_step": 0, "vectorize": "vmap", "warmup": 0.0,
+                                 "ramp": 0.0, "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
@@ -91,6 +92,37 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     assert np.isfinite(few_arrays["latents"]).all()
     assert not np.allclose(jax.tree.leaves(few_arrays["params"])[0],
                            jax.tree.leaves(arrays["params"])[0])
+
+
+def _with(behaviour, **settings):
+    return dataclasses.replace(behaviour,
+                               settings=dataclasses.replace(behaviour.settings, **settings))
+
+
+def test_the_warm_up_holds_the_term_off_then_ramps_it_to_full_weight(tiny):
+    behaviour = tiny[0]
+    ramped = dataclasses.replace(_with(behaviour, warmup=0.5, ramp=0.25), steps=8)
+    assert [float(ramped.scale_at(s)) for s in range(8)] == [0, 0, 0, 0, 0.5, 1, 1, 1]
+    sudden = dataclasses.replace(_with(behaviour, warmup=0.5), steps=8)
+    assert [float(sudden.scale_at(s)) for s in range(8)] == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_term_still_in_its_warm_up_trains_the_plain_autoencoder(tiny):
+    behaviour, base, vectors, images = tiny
+    cfg = default_generator_config()
+    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
+    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3)
+    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
+              model=cfg.autoencoder.model, train=cfg.autoencoder.train,
+              behaviour_inputs=(base, images))
+    plain, _ = train_autoencoder(vectors, **{**kw, "behaviour_inputs": None})
+    waiting, meta = train_autoencoder(vectors, behaviour=_with(behaviour, warmup=0.99), **kw)
+    late, _ = train_autoencoder(vectors, behaviour=_with(behaviour, warmup=0.5), **kw)
+    assert meta["behaviour"]["warmup"] == 0.99
+    first = jax.tree.leaves(plain["params"])[0]
+    np.testing.assert_allclose(jax.tree.leaves(waiting["params"])[0], first, atol=1e-6)
+    # From step 3 on the term is on: another gradient, other weights.
+    assert not np.allclose(jax.tree.leaves(late["params"])[0], first, atol=1e-4)
 
 
 def test_mixed_targets_are_the_pair_ensemble_of_the_mixed_latents():
