@@ -110,6 +110,7 @@ NONNEGATIVE_NUMBERS = (
     *(f"{s}.weight_decay" for s in _TRAIN_SECTIONS),
     f"{_AE}.model.input_noise", f"{_AE}.model.latent_noise", f"{_AE}.model.latent_mix",
     f"{_AE}.model.kl_weight", f"{_DIFF}.model.bandwidth", f"{_AE}.behaviour.weight",
+    f"{_AE}.behaviour.learning_rate",
     "generator.normalization.std_floor", "generator.normalization.abs_floor",
     "generator.sampling.eta", f"{_COND}.guidance_scale",
 )

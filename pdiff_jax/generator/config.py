@@ -82,9 +82,11 @@ def default_generator_config() -> ml_collections.ConfigDict:
         # images_per_step > 0: each step runs that many of the `images`, drawn anew;
         # vectorize 'loop': decoded networks one after another (convnets on a CPU);
         # warmup: fraction of the steps on reconstruction alone, then the weight rises
-        # linearly over a `ramp` fraction of them.
+        # linearly over a `ramp` fraction of them; learning_rate > 0: the autoencoder's
+        # rate from the warm-up's end on (0: unchanged).
         behaviour=dict(weight=0.0, images=128, members=32, mix=0.0, target="members",
-                       images_per_step=0, vectorize="vmap", warmup=0.0, ramp=0.0),
+                       images_per_step=0, vectorize="vmap", warmup=0.0, ramp=0.0,
+                       learning_rate=0.0),
     )
     cfg.diffusion = dict(
         process=dict(num_timesteps=1000, beta_start=1e-4, beta_end=2e-2),

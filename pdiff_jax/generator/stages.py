@@ -54,9 +54,16 @@ def check_zoo(vectors) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _adamw(settings: TrainSettings):
-    return make_optimizer(optimizer="adamw", lr=settings.learning_rate, b1=settings.b1,
-                          b2=settings.b2, weight_decay=settings.weight_decay)
+def _adamw(settings: TrainSettings, behaviour: Behaviour | None = None):
+    """AdamW at the settings' rate; with a behavioural term that sets its own
+    ``learning_rate``, that rate from the end of the term's warm-up on."""
+    common = dict(optimizer="adamw", lr=settings.learning_rate, b1=settings.b1,
+                  b2=settings.b2, weight_decay=settings.weight_decay)
+    if behaviour is None or behaviour.settings.learning_rate <= 0:
+        return make_optimizer(**common)
+    return make_optimizer(**common, schedule="step", total_steps=settings.steps,
+                          milestones=(behaviour.settings.warmup,),
+                          step_factor=behaviour.settings.learning_rate / settings.learning_rate)
 
 
 def _final_variables(state) -> dict:
@@ -93,10 +100,10 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
     k_init, k_train = jax.random.split(key)
     variables = ae.init({"params": k_init}, np.zeros((1, norm.out_dim), np.float32),
                         train=False)
-    tx = _adamw(settings)
-    state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
     if behaviour is not None:   # its warm-up is a fraction of these steps
         behaviour = dataclasses.replace(behaviour, steps=settings.steps)
+    tx = _adamw(settings, behaviour)
+    state = place_tree(init_generator_state(variables, tx, ema=settings.ema_decay > 0), mesh)
     step = functools.partial(ae_train_step, model=ae, tx=tx,
                              batch_size=effective_batch(settings.batch_size, K, mesh),
                              ema_decay=settings.ema_decay, mesh=mesh, behaviour=behaviour)

@@ -12,9 +12,10 @@ from pdiff_jax.config.choices import OPTIMIZERS, SCHEDULES
 @functools.cache
 def make_optimizer(*, optimizer: str, lr: float, total_steps: int = 1, momentum: float = 0.9,
                    weight_decay: float = 0.0, schedule: str = "constant",
-                   milestones=(0.5, 0.75), b1: float = 0.9,
-                   b2: float = 0.999) -> optax.GradientTransformation:
-    """SGD with momentum, Adam or AdamW with a constant, cosine or step schedule.
+                   milestones=(0.5, 0.75), b1: float = 0.9, b2: float = 0.999,
+                   step_factor: float = 0.1) -> optax.GradientTransformation:
+    """SGD with momentum, Adam or AdamW with a constant, cosine or step schedule (the
+    rate times ``step_factor`` at each of the ``milestones``, fractions of the steps).
 
     Used by every trainer, classifiers and generator alike. Cached: equal settings
     give the same (hashable) object, so the steps compiled for it are reused.
@@ -24,7 +25,7 @@ def make_optimizer(*, optimizer: str, lr: float, total_steps: int = 1, momentum:
         lr_fn = optax.cosine_decay_schedule(lr, total_steps)
     elif schedule == "step":
         lr_fn = optax.piecewise_constant_schedule(
-            lr, {max(1, int(m * total_steps)): 0.1 for m in milestones})
+            lr, {max(1, int(m * total_steps)): step_factor for m in milestones})
     elif schedule == "constant":
         lr_fn = lr
     else:

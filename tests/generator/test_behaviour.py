@@ -77,7 +77,7 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
                                      behaviour_inputs=(base, images), **kw)
     assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
                                  "images_per_step": 0, "vectorize": "vmap", "warmup": 0.0,
-                                 "ramp": 0.0, "images": 16}
+                                 "ramp": 0.0, "learning_rate": 0.0, "images": 16}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
@@ -123,6 +123,29 @@ def test_a_term_still_in_its_warm_up_trains_the_plain_autoencoder(tiny):
     np.testing.assert_allclose(jax.tree.leaves(waiting["params"])[0], first, atol=1e-6)
     # From step 3 on the term is on: another gradient, other weights.
     assert not np.allclose(jax.tree.leaves(late["params"])[0], first, atol=1e-4)
+
+
+def test_the_terms_own_learning_rate_takes_over_when_the_warm_up_ends(tiny):
+    behaviour, base, vectors, images = tiny
+    cfg = default_generator_config()
+    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
+    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3, weight_decay=0.0)
+    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
+              model=cfg.autoencoder.model)
+    first_half, _ = train_autoencoder(vectors, train={**cfg.autoencoder.train, "steps": 3},
+                                      **kw)
+    # Three plain steps, then three at a rate too small to move anything.
+    frozen, meta = train_autoencoder(
+        vectors, train=cfg.autoencoder.train, behaviour_inputs=(base, images),
+        behaviour=_with(behaviour, warmup=0.5, learning_rate=1e-12), **kw)
+    assert meta["behaviour"]["learning_rate"] == 1e-12
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), frozen["params"],
+                 first_half["params"])
+    moving, _ = train_autoencoder(vectors, train=cfg.autoencoder.train,
+                                  behaviour_inputs=(base, images),
+                                  behaviour=_with(behaviour, warmup=0.5), **kw)
+    assert not np.allclose(jax.tree.leaves(moving["params"])[0],
+                           jax.tree.leaves(first_half["params"])[0], atol=1e-4)
 
 
 def test_mixed_targets_are_the_pair_ensemble_of_the_mixed_latents():
