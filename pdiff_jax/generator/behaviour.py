@@ -33,7 +33,8 @@ member fell to 30 % (results/frontier-mnist.md, session 4): watch the autoencode
 "zoo through the AE" line before trusting it on a new architecture.
 
 With ``warmup > 0`` the first ``warmup`` of the autoencoder's steps train on the
-reconstruction alone (they cost what a plain autoencoder's do), and the term's weight
+reconstruction alone (a step function without the term: they cost what a plain
+autoencoder's do), and the term's weight
 then rises linearly over the next ``ramp`` of them. The term then starts from decoded
 networks that are already near their members, instead of from an untrained decoder's
 networks, whose cross-entropy (a BatchNorm convnet's in the millions: near-zero decoded
@@ -88,11 +89,22 @@ class Behaviour:
     start: str | None       # the split point the inputs enter at (None: the images)
     settings: BehaviourSettings
     steps: int = 0          # the autoencoder's training steps
+    off: bool = False       # a warm-up step: the reconstruction alone
+
+    @property
+    def constant(self) -> bool:
+        """Whether the term has its full weight from the first step (no warm-up, no ramp)."""
+        return self.settings.warmup <= 0 and self.settings.ramp <= 0
+
+    @property
+    def first_step(self) -> int:
+        """The first step with the term on."""
+        return int(np.ceil(self.settings.warmup * self.steps))
 
     def scale_at(self, step) -> jax.Array:
         """The fraction of ``settings.weight`` the term has at ``step``: 0 through the
         warm-up, then linear to 1 over the ramp."""
-        begin = self.settings.warmup * self.steps
+        begin = self.first_step
         ramp = self.settings.ramp * self.steps
         step = jnp.asarray(step, jnp.float32)
         if ramp <= 0:

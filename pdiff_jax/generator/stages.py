@@ -113,9 +113,13 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
         teacher = behaviour_targets(behaviour, base, x, inputs, *labels)
         data = {"x": xn, "teacher": teacher, "base": base,
                 "inputs": inputs, "normalizer": norm}
+    warmup = None
+    if behaviour is not None and behaviour.first_step > 0:
+        warmup = (behaviour.first_step, functools.partial(
+            step, behaviour=dataclasses.replace(behaviour, off=True)))
     state = run_generator_loop(step, state, place_tree(data, mesh), k_train, settings,
                                ckpt_dir=checkpoint_dir, desc="autoencoder",
-                               metrics_fn=metrics_fn, mesh=mesh)
+                               metrics_fn=metrics_fn, mesh=mesh, first_steps=warmup)
     variables = _final_variables(state)
     latents = encode_normalized(ae, variables, xn)  # [K, L, C], no noise
     recon = decode_normalized(ae, variables, latents)

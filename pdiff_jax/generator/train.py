@@ -103,9 +103,13 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
     """One AE step on a batch of the normalized zoo ``f32[K, D]``. Returns (state, loss).
 
     With ``behaviour`` (``behaviour.Behaviour``), ``zoo`` is a dict: ``x`` the normalized
-    zoo, ``teacher`` its logits, and what decoding to networks needs (``behaviour.py``)."""
+    zoo, ``teacher`` its logits, and what decoding to networks needs (``behaviour.py``);
+    the term's weight follows ``behaviour.scale_at(step)``. With ``behaviour.off`` the
+    step is the reconstruction alone (its warm-up: see :func:`run_generator_loop`)."""
     k_batch, k_noise = jax.random.split(jax.random.fold_in(key, state["step"]))
     rows = zoo if behaviour is None else zoo["x"]
+    if behaviour is not None and behaviour.off:
+        behaviour = None
     x, idx = take_batch(rows, k_batch, batch_size, mesh, return_indices=True)  # [B, D]
     has_bs = "batch_stats" in state
 
@@ -119,27 +123,14 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
                                       else ["losses"])
         extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
         if behaviour is not None:
-            extra = extra + _scheduled_behaviour_term(model, variables, x, idx, zoo, behaviour,
-                                                      jax.random.fold_in(k_noise, 1),
-                                                      state["step"])
+            term = _behaviour_term(model, variables, x, idx, zoo, behaviour,
+                                   jax.random.fold_in(k_noise, 1))
+            extra = extra + (term if behaviour.constant else
+                             behaviour.scale_at(state["step"]) * term)
         return reconstruction_loss(recon, x) + extra, upd["batch_stats"] if has_bs else None
 
     (loss, new_bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     return _apply_update(state, grads, tx, ema_decay, new_bs), loss
-
-
-def _scheduled_behaviour_term(model, variables, x, idx, zoo, behaviour, key, step):
-    """The behavioural term at ``step``: in full without a warm-up (the same computation
-    as before warm-ups existed), else scaled by ``behaviour.scale_at(step)`` and not
-    computed at all while that is 0 (``lax.cond`` runs one branch on every backend that
-    does not batch the predicate)."""
-    def term():
-        return _behaviour_term(model, variables, x, idx, zoo, behaviour, key)
-
-    if behaviour.settings.warmup <= 0 and behaviour.settings.ramp <= 0:
-        return term()
-    scale = behaviour.scale_at(step)
-    return jax.lax.cond(scale > 0, lambda: scale * term(), lambda: jnp.zeros((), jnp.float32))
 
 
 def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
@@ -211,16 +202,25 @@ _MULTI_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def run_generator_loop(step_fn: Callable, state: dict, data, key, settings: TrainSettings, *,
-                       ckpt_dir: Path | None, desc: str, metrics_fn=None, mesh=None) -> dict:
+                       ckpt_dir: Path | None, desc: str, metrics_fn=None, mesh=None,
+                       first_steps: tuple[int, Callable] | None = None) -> dict:
     """Run ``step_fn(state, data, key) -> (state, loss)`` for ``settings.steps`` steps on
     the shared resumable loop (checkpoints in ``ckpt_dir``, NaN check at each log point),
-    ``settings.steps_per_dispatch`` of them per call to the device."""
+    ``settings.steps_per_dispatch`` of them per call to the device.
+
+    ``first_steps = (n, fn)``: calls that start before step ``n`` run ``fn`` instead (the
+    behavioural term's warm-up). The choice is made here, on the host, because a
+    ``lax.cond`` between the two ran a ConvNet-3 step 25x slower on XLA CPU (2.4 s
+    against 0.09 s), as ``lax.scan`` does (CPU_NOTES.md); a scanned call that straddles
+    ``n`` runs ``step_fn``, so ``step_fn`` must itself be right before ``n``.
+    """
     k = dispatch.steps_per_dispatch(settings.steps_per_dispatch)
 
     def advance(s, u):
+        fn = first_steps[1] if first_steps and u < first_steps[0] else step_fn
         if k == 1:
-            return step_fn(s, data, key)
-        return multi_step(step_fn, min(k, settings.steps - u))(s, data, key)
+            return fn(s, data, key)
+        return multi_step(fn, min(k, settings.steps - u))(s, data, key)
 
     return resumable_loop(
         advance, state, total=settings.steps, desc=desc,
