@@ -112,6 +112,7 @@ def _behaviour(run: Run):
     """The autoencoder's behavioural term (``generator.autoencoder.behaviour``), or Nones."""
     from pdiff_jax.evaluation.evaluator import compute_tail_inputs
     from pdiff_jax.generator.behaviour import Behaviour, BehaviourSettings
+    from pdiff_jax.zoo import training
 
     settings = BehaviourSettings(**run.config.generator.autoencoder.behaviour.to_dict())
     if settings.weight <= 0:
@@ -119,7 +120,9 @@ def _behaviour(run: Run):
     zoo = run.zoo
     inputs = compute_tail_inputs(run.model_def, zoo.base, run.dataset.x_train[:settings.images],
                                  zoo.split_point, mesh=run.mesh)
-    return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings),
+    batch_statistics = training.batch_norm_mode(zoo.spec, zoo.split_point) == "train"
+    return (Behaviour(run.model_def, zoo.spec, zoo.split_point, settings,
+                      batch_statistics=batch_statistics),
             (zoo.base, inputs, run.dataset.y_train[:settings.images]))
 
 

@@ -40,11 +40,15 @@ networks that are already near their members, instead of from an untrained decod
 networks, whose cross-entropy (a BatchNorm convnet's in the millions: near-zero decoded
 variances) drowns the reconstruction before it is learned.
 
-The term is also sharp where the reconstruction is not: on ConvNet-3, one sign step of
-size 1e-2 (the shape of Adam's first steps, at the autoencoder's rate) along the term's
-gradient took it from 0.14 to 1e4 to 3e5 (3e-3: 13 to 23; 1e-3: 0.1 to 0.2), and a weight
-ramp does not help, since Adam's steps do not scale with the gradient. ``learning_rate >
-0`` sets the autoencoder's rate from the warm-up's end on.
+An entire BatchNorm network (ConvNet-3, cnn_bn) runs in the term with its batch
+statistics, as it trained and as fine-tuning (the frontier's ``finetune``) trains it. With
+its decoded running statistics instead, the term was sharp where the reconstruction is
+not: from a trained ConvNet-3 autoencoder, one sign step of 1e-2 along its gradient took
+it from 0.14 to 1e4-3e5, and 300 AdamW steps at 1e-3, or even 1e-4, took it from 0.17 to
+0.8 and 31 while the reconstruction error grew 6 to 8 times (a network's output is steep
+in a running variance it never learns by gradient); with batch statistics the same 300
+steps at 1e-3 held it at 0.11 to 0.14. ``learning_rate > 0`` sets the autoencoder's rate
+from the warm-up's end on: a fine-tuning rate for the phase with the term.
 """
 
 from __future__ import annotations
@@ -90,6 +94,9 @@ class Behaviour:
     settings: BehaviourSettings
     steps: int = 0          # the autoencoder's training steps
     off: bool = False       # a warm-up step: the reconstruction alone
+    # Decoded networks normalize with their batch statistics, as an entire BatchNorm
+    # network trains (zoo.training.batch_norm_mode 'train'); else their running ones.
+    batch_statistics: bool = False
 
     @property
     def constant(self) -> bool:
@@ -112,16 +119,21 @@ class Behaviour:
         return jnp.clip((step - begin + 1) / ramp, 0.0, 1.0)
 
 
-def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectorize="vmap"):
+def logits_of(model_def, spec: ParamSpec, start, base, vectors, inputs, vectorize="vmap",
+              batch_statistics=False):
     """f32[n, b, C]: the logits of parameter sets ``f32[n, D]`` on ``inputs`` (b rows).
 
     ``vectorize='loop'`` runs them one after another (unrolled): XLA CPU turns a vmap over
     convolution weights into a slow batched convolution (ConvNet-3, gradient through 32
     networks on 128 images: 108 s with vmap, 3.1 s unrolled; BENCHMARKS.md section 11).
+    ``batch_statistics``: BatchNorm layers normalize with the statistics of ``inputs``
+    (training mode) instead of the networks' running ones.
     """
 
     def one(vector):
         variables = _nonnegative_variances(merge(base, unflatten_subset(vector, spec)))
+        if batch_statistics:
+            return model_def.apply(variables, inputs, train=True, start=start)[0]
         return model_def.apply(variables, inputs, train=False, start=start)
 
     if vectorize == "loop":
@@ -214,7 +226,8 @@ def behaviour_loss(behaviour: Behaviour, decoded, teacher, data) -> jax.Array:
     ``normalizer``, ``base`` and ``inputs`` (see ``stages.train_autoencoder``)."""
     raw = denormalize(data["normalizer"], decoded)                     # [M, D]
     student = logits_of(behaviour.model_def, behaviour.spec, behaviour.start, data["base"],
-                        raw, data["inputs"], behaviour.settings.vectorize)  # [M, b, C]
+                        raw, data["inputs"], behaviour.settings.vectorize,
+                        behaviour.batch_statistics)                       # [M, b, C]
     log_p = jax.nn.log_softmax(teacher, axis=-1)
     log_q = jax.nn.log_softmax(student, axis=-1)
     kl = jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)           # [M, b]

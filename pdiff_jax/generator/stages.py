@@ -132,7 +132,8 @@ def train_autoencoder(vectors, *, key, normalization: Mapping, model: Mapping,
         # the training set is smaller).
         "behaviour": None if behaviour is None else dict(
             dataclasses.asdict(behaviour.settings),
-            images=int(jax.tree.leaves(behaviour_inputs[1])[0].shape[0])),
+            images=int(jax.tree.leaves(behaviour_inputs[1])[0].shape[0]),
+            batch_statistics=behaviour.batch_statistics),
         "D": D, "K": K, "segments": segments, "fingerprint": zoo_fingerprint(x),
         "latent_shape": list(latents.shape[1:]), "geometry": ae.geometry_meta(),
         "steps": settings.steps,

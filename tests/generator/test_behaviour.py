@@ -77,7 +77,8 @@ def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
                                      behaviour_inputs=(base, images), **kw)
     assert meta["behaviour"] == {"weight": 1.0, "members": 4, "mix": 0.0, "target": "members",
                                  "images_per_step": 0, "vectorize": "vmap", "warmup": 0.0,
-                                 "ramp": 0.0, "learning_rate": 0.0, "images": 16}
+                                 "ramp": 0.0, "learning_rate": 0.0, "images": 16,
+                                 "batch_statistics": False}
     assert plain_meta["behaviour"] is None
     assert np.isfinite(arrays["latents"]).all()
     # The term changes the gradient, so the trained weights differ.
@@ -218,3 +219,18 @@ def test_a_decoded_negative_batch_norm_variance_leaves_the_logits_finite():
     assert np.isfinite(np.asarray(logits)).all()
     np.testing.assert_allclose(logits[0], model_def.apply(variables, images), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_batch_statistics_run_decoded_bn_networks_as_they_train():
+    model_def = get_model("cnn_bn", num_classes=10, input_shape=(8, 8, 1))
+    variables = model_def.init(jax.random.key(0))
+    spec = ParamSpec.from_variables(variables, ".*")
+    vector = np.asarray(flatten_subset(variables, spec))[None]
+    images = np.asarray(jax.random.normal(jax.random.key(1), (4, 8, 8, 1))) * 3 + 1
+    trained_mode = logits_of(model_def, spec, None, variables, vector, images,
+                             batch_statistics=True)[0]
+    np.testing.assert_allclose(trained_mode, model_def.apply(variables, images, train=True)[0],
+                               rtol=1e-5, atol=1e-5)
+    # Running statistics (fresh: mean 0, variance 1) are not these images' statistics.
+    assert not np.allclose(trained_mode, logits_of(model_def, spec, None, variables, vector,
+                                                   images)[0], atol=1e-3)
