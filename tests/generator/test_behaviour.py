@@ -234,3 +234,28 @@ def test_batch_statistics_run_decoded_bn_networks_as_they_train():
     # Running statistics (fresh: mean 0, variance 1) are not these images' statistics.
     assert not np.allclose(trained_mode, logits_of(model_def, spec, None, variables, vector,
                                                    images)[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("selector, split, expected", [
+    (".*", None, True),                  # an entire BatchNorm network: as it trains
+    (".*bn2.*", "bn2", False),           # a subset on a frozen network: running statistics
+])
+def test_the_pipeline_picks_batch_statistics_for_entire_bn_networks(selector, split,
+                                                                     expected):
+    from types import SimpleNamespace
+
+    from pdiff_jax.config.defaults import get_config
+    from pdiff_jax.pipeline import _behaviour
+
+    model_def = get_model("cnn_bn", num_classes=10, input_shape=(8, 8, 1))
+    variables = model_def.init(jax.random.key(0))
+    config = get_config()
+    config.generator.autoencoder.behaviour.update(weight=1.0, images=4, target="labels")
+    zoo = SimpleNamespace(spec=ParamSpec.from_variables(variables, selector), base=variables,
+                          split_point=split)
+    images = np.zeros((6, 8, 8, 1), np.float32)
+    run = SimpleNamespace(config=config, zoo=zoo, model_def=model_def, mesh=None,
+                          dataset=SimpleNamespace(x_train=images, y_train=np.arange(6)))
+    behaviour, (_, _, labels) = _behaviour(run)
+    assert behaviour.batch_statistics is expected
+    assert labels.tolist() == [0, 1, 2, 3]
