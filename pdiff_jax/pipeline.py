@@ -97,11 +97,10 @@ def _autoencoder(run: Run, key, log):
         behaviour_inputs=behaviour_inputs,
         mesh=dispatch.generator_mesh(run.mesh),
         checkpoint_dir=artifacts.checkpoint_dir(run.workdir, "autoencoder"), metrics_fn=log)
-    # The zoo members through the AE: no sampler can do better than these copies.
-    evaluator = run.evaluator(zoo.base, zoo.spec, zoo.split_point)
+    # The zoo members through the AE: no sampler can do better than these copies. Measured
+    # as the evaluate stage measures samples (recomputed BatchNorm statistics included).
     meta.update(reconstruction_accuracy(TrainedGenerator(arrays, meta, zoo=zoo.vectors).decode,
-                                        arrays["latents"],
-                                        lambda v: evaluator.evaluate(v, "test")[0]))
+                                        arrays["latents"], lambda v: run.evaluate(v, "test")[0]))
     if (warning := reconstruction_gap(meta, zoo.test_acc)) is not None:
         logging.warning(warning)
         meta["warning"] = warning
