@@ -186,8 +186,14 @@ def _evaluate(run: Run, key, log):
             sample_meta["condition"], key=jax.random.fold_in(key, 7),
             noise_amplitude=max(e.noise_amplitudes, default=0.1), n_noise=e.num_baseline)
     if e.frontier.enabled:
-        results["frontier"] = _frontier(run, jax.random.fold_in(key, 11), arrays["original"])
+        results["frontier"] = _frontier(run, jax.random.fold_in(key, FRONTIER_SALT),
+                                        arrays["original"])
     return arrays, results
+
+
+# The frontier's key within the evaluate stage's (benchmarks/frontier_points.py draws more
+# points of a finished run with it).
+FRONTIER_SALT = 11
 
 
 def _frontier(run: Run, key, zoo_arrays) -> dict:
