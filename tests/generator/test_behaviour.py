@@ -35,6 +35,15 @@ def tiny():
     return behaviour, members[0], vectors, images
 
 
+def _small_autoencoder(**train) -> dict:
+    """train_autoencoder's keyword arguments for a 6-step fc autoencoder."""
+    cfg = default_generator_config()
+    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
+    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3, **train)
+    return dict(key=jax.random.key(0), normalization=cfg.normalization,
+                model=cfg.autoencoder.model, train=cfg.autoencoder.train)
+
+
 def test_teacher_logits_are_each_members_own(tiny):
     behaviour, base, vectors, images = tiny
     logits = teacher_logits(behaviour, base, vectors, images, chunk=3)
@@ -67,11 +76,7 @@ def test_the_term_is_zero_for_exact_copies_and_positive_otherwise(tiny):
 
 def test_train_autoencoder_with_the_term_records_it_and_stays_finite(tiny):
     behaviour, base, vectors, images = tiny
-    cfg = default_generator_config()
-    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
-    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3)
-    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
-              model=cfg.autoencoder.model, train=cfg.autoencoder.train)
+    kw = _small_autoencoder()
     plain_arrays, plain_meta = train_autoencoder(vectors, **kw)
     arrays, meta = train_autoencoder(vectors, behaviour=behaviour,
                                      behaviour_inputs=(base, images), **kw)
@@ -110,12 +115,7 @@ def test_the_warm_up_holds_the_term_off_then_ramps_it_to_full_weight(tiny):
 
 def test_a_term_still_in_its_warm_up_trains_the_plain_autoencoder(tiny):
     behaviour, base, vectors, images = tiny
-    cfg = default_generator_config()
-    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
-    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3)
-    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
-              model=cfg.autoencoder.model, train=cfg.autoencoder.train,
-              behaviour_inputs=(base, images))
+    kw = dict(_small_autoencoder(), behaviour_inputs=(base, images))
     plain, _ = train_autoencoder(vectors, **{**kw, "behaviour_inputs": None})
     waiting, meta = train_autoencoder(vectors, behaviour=_with(behaviour, warmup=0.99), **kw)
     late, _ = train_autoencoder(vectors, behaviour=_with(behaviour, warmup=0.5), **kw)
@@ -128,23 +128,16 @@ def test_a_term_still_in_its_warm_up_trains_the_plain_autoencoder(tiny):
 
 def test_the_terms_own_learning_rate_takes_over_when_the_warm_up_ends(tiny):
     behaviour, base, vectors, images = tiny
-    cfg = default_generator_config()
-    cfg.autoencoder.model.update(kind="fc", hidden=(16,), latent_len=4, latent_channels=2)
-    cfg.autoencoder.train.update(steps=6, batch_size=8, log_every=3, weight_decay=0.0)
-    kw = dict(key=jax.random.key(0), normalization=cfg.normalization,
-              model=cfg.autoencoder.model)
-    first_half, _ = train_autoencoder(vectors, train={**cfg.autoencoder.train, "steps": 3},
-                                      **kw)
+    kw = dict(_small_autoencoder(weight_decay=0.0), behaviour_inputs=(base, images))
+    first_half, _ = train_autoencoder(vectors, **{**kw, "behaviour_inputs": None,
+                                                  "train": {**kw["train"], "steps": 3}})
     # Three plain steps, then three at a rate too small to move anything.
     frozen, meta = train_autoencoder(
-        vectors, train=cfg.autoencoder.train, behaviour_inputs=(base, images),
-        behaviour=_with(behaviour, warmup=0.5, learning_rate=1e-12), **kw)
+        vectors, behaviour=_with(behaviour, warmup=0.5, learning_rate=1e-12), **kw)
     assert meta["behaviour"]["learning_rate"] == 1e-12
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), frozen["params"],
                  first_half["params"])
-    moving, _ = train_autoencoder(vectors, train=cfg.autoencoder.train,
-                                  behaviour_inputs=(base, images),
-                                  behaviour=_with(behaviour, warmup=0.5), **kw)
+    moving, _ = train_autoencoder(vectors, behaviour=_with(behaviour, warmup=0.5), **kw)
     assert not np.allclose(jax.tree.leaves(moving["params"])[0],
                            jax.tree.leaves(first_half["params"])[0], atol=1e-4)
 
