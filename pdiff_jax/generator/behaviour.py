@@ -37,8 +37,8 @@ the AE" line before trusting it on a new architecture.
 
 With ``warmup > 0`` the first ``warmup`` of the autoencoder's steps train on the
 reconstruction alone (a step function without the term: they cost what a plain
-autoencoder's do), and the term's weight
-then rises linearly over the next ``ramp`` of them. The term then starts from decoded
+autoencoder's do), and the term's weight then rises linearly over the next ``ramp`` of
+them. The term then starts from decoded
 networks that are already near their members, instead of from an untrained decoder's
 networks, whose cross-entropy (a BatchNorm convnet's in the millions: near-zero decoded
 variances) drowns the reconstruction before it is learned.
@@ -47,11 +47,12 @@ An entire BatchNorm network (ConvNet-3, cnn_bn) runs in the term with its batch
 statistics, as it trained and as fine-tuning (the frontier's ``finetune``) trains it. With
 its decoded running statistics instead, the term was sharp where the reconstruction is
 not: from a trained ConvNet-3 autoencoder, one sign step of 1e-2 along its gradient took
-it from 0.14 to 1e4-3e5, and 300 AdamW steps at 1e-3, or even 1e-4, took it from 0.17 to
-0.8 and 31 while the reconstruction error grew 6 to 8 times (a network's output is steep
-in a running variance it never learns by gradient); with batch statistics the same 300
-steps at 1e-3 held it at 0.11 to 0.14. ``learning_rate > 0`` sets the autoencoder's rate
-from the warm-up's end on: a fine-tuning rate for the phase with the term.
+it from 0.17 to 4,400-5,100, and 300 AdamW steps at 1e-3, or even 1e-4, took it to 0.8
+and 31 while the reconstruction error grew 6 to 8 times (a network's output is steep in
+a running variance it never learns by gradient); with batch statistics the same 300 steps
+held it at 0.11 to 0.14 (benchmarks/behaviour_stability.py). ``learning_rate > 0`` sets
+the autoencoder's rate from the warm-up's end on: a fine-tuning rate for the phase with
+the term (a precaution with batch statistics, where the 1e-2 step was harmless).
 """
 
 from __future__ import annotations
