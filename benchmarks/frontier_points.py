@@ -20,9 +20,10 @@ import json
 import jax
 
 from pdiff_jax import artifacts, pipeline
+from pdiff_jax.config.choices import FRONTIER_FAMILIES
 from pdiff_jax.run import open_run
 
-FAMILIES = ("noise", "interpolation", "dirichlet", "pca_gaussian", "finetune", "pdiff")
+FAMILIES = (*FRONTIER_FAMILIES, "pdiff")   # every knob tuple of evaluate.frontier
 
 
 def parse_knobs(items: list[str]) -> dict[str, tuple[float, ...]]:
