@@ -208,19 +208,25 @@ def run_generator_loop(step_fn: Callable, state: dict, data, key, settings: Trai
     the shared resumable loop (checkpoints in ``ckpt_dir``, NaN check at each log point),
     ``settings.steps_per_dispatch`` of them per call to the device.
 
-    ``first_steps = (n, fn)``: calls that start before step ``n`` run ``fn`` instead (the
-    behavioural term's warm-up). The choice is made here, on the host, because a
-    ``lax.cond`` between the two ran a ConvNet-3 step 25x slower on XLA CPU (2.4 s
-    against 0.09 s), as ``lax.scan`` does (CPU_NOTES.md); a scanned call that straddles
-    ``n`` runs ``step_fn``, so ``step_fn`` must itself be right before ``n``.
+    ``first_steps = (n, fn)``: steps before ``n`` run ``fn`` instead (the behavioural
+    term's warm-up). The choice is made here, on the host, because a ``lax.cond`` between
+    the two ran a ConvNet-3 step 25x slower on XLA CPU (2.4 s against 0.09 s), as
+    ``lax.scan`` does (CPU_NOTES.md). A scanned call that straddles ``n`` runs two scans,
+    ``fn`` up to ``n`` and ``step_fn`` after it, so no step before ``n`` ever computes the
+    term (a non-finite term scaled by 0 would still be NaN).
     """
     k = dispatch.steps_per_dispatch(settings.steps_per_dispatch)
+    switch, first_fn = first_steps if first_steps else (0, step_fn)
 
     def advance(s, u):
-        fn = first_steps[1] if first_steps and u < first_steps[0] else step_fn
         if k == 1:
-            return fn(s, data, key)
-        return multi_step(fn, min(k, settings.steps - u))(s, data, key)
+            return (first_fn if u < switch else step_fn)(s, data, key)
+        end = min(u + k, settings.steps)
+        if not u < switch < end:
+            return multi_step(first_fn if u < switch else step_fn, end - u)(s, data, key)
+        s, before = multi_step(first_fn, switch - u)(s, data, key)
+        s, after = multi_step(step_fn, end - switch)(s, data, key)
+        return s, jnp.concatenate([before, after])
 
     return resumable_loop(
         advance, state, total=settings.steps, desc=desc,

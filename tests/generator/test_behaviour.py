@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,6 +20,7 @@ from pdiff_jax.generator.behaviour import (
     teacher_logits,
 )
 from pdiff_jax.generator.normalize import fit_normalizer, normalize
+from pdiff_jax.generator.train import TrainSettings, run_generator_loop
 from pdiff_jax.models import get_model
 from pdiff_jax.params.subset import ParamSpec, flatten_subset
 
@@ -124,6 +126,22 @@ def test_a_term_still_in_its_warm_up_trains_the_plain_autoencoder(tiny):
     np.testing.assert_allclose(jax.tree.leaves(waiting["params"])[0], first, atol=1e-6)
     # From step 3 on the term is on: another gradient, other weights.
     assert not np.allclose(jax.tree.leaves(late["params"])[0], first, atol=1e-4)
+
+
+@pytest.mark.parametrize("per_call", [1, 4])
+def test_each_step_runs_its_own_function_across_the_warm_ups_end(per_call):
+    """Six steps, the first three in the warm-up: with four steps a call the first call
+    straddles step 3 and must still run the warm-up function for steps 0-2 only."""
+    def counting(add):
+        def step(state, data, key):
+            return {"total": state["total"] + add}, jnp.float32(add)
+        return step
+
+    settings = TrainSettings(steps=6, log_every=1, steps_per_dispatch=per_call)
+    state = run_generator_loop(counting(1.0), {"total": jnp.float32(0)}, None,
+                               jax.random.key(0), settings, ckpt_dir=None, desc="t",
+                               first_steps=(3, counting(100.0)))
+    assert float(state["total"]) == 303.0
 
 
 def test_the_terms_own_learning_rate_takes_over_when_the_warm_up_ends(tiny):
