@@ -6,13 +6,18 @@ variable, BatchNorm running statistics included, is generated.
     python -m pdiff_jax.main --config configs/convnet3.py --workdir runs/convnet3          # CIFAR-10 (TFDS)
     XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m pdiff_jax.main --config configs/convnet3.py:mnist --workdir runs/convnet3-mnist  # bundled, offline
+    ... --config configs/convnet3.py:mnist,label_term   # the decoder also learns the labels
 
 (The two virtual CPU devices train two networks at once in the collect stage; the
 generator stages use one of them, see pdiff_jax/runtime/dispatch.py.)
 """
 
 from pdiff_jax.config.defaults import get_config as default_config
-from pdiff_jax.config.defaults import shrink_for_smoke, use_entire_network_generator
+from pdiff_jax.config.defaults import (
+    shrink_for_smoke,
+    use_entire_network_generator,
+    use_label_term_for_batch_norm_convnets,
+)
 
 
 def get_config(arg=None):
@@ -48,10 +53,13 @@ def get_config(arg=None):
     zoo.align = "merge_many"   # as configs/mlp3.py: one mode, working blends
     use_entire_network_generator(config)
     config.evaluate.vectorize = "map"
+    if "label_term" in args:
+        use_label_term_for_batch_norm_convnets(config)
     if "smoke" in args:
         shrink_for_smoke(config)
         config.zoo.num_models = 4
-    unknown = args - {"mnist", "smoke"}
+    unknown = args - {"mnist", "smoke", "label_term"}
     if unknown:
-        raise ValueError(f"unknown config arguments {sorted(unknown)}; use mnist and/or smoke")
+        raise ValueError(f"unknown config arguments {sorted(unknown)}; use any of mnist, "
+                         "label_term, smoke")
     return config

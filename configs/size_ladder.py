@@ -11,6 +11,7 @@ below (by numbers generated, BatchNorm statistics included):
 
     XLA_FLAGS=--xla_force_host_platform_device_count=2 \
     python -m pdiff_jax.main --config configs/size_ladder.py:cnn_bn --workdir runs/ladder-cnn_bn
+    ... --config configs/size_ladder.py:cnn_bn,label_term   # the decoder also learns the labels
 
 Each rung is configs/convnet3.py:mnist (its seed recipe: one pass over a few
 thousand images, batch 32, SGD with a cosine schedule, two networks per compiled
@@ -40,13 +41,14 @@ RUNGS = {
 def get_config(arg=None):
     args = set((arg or "").split(",")) - {""}
     rungs = args & set(RUNGS) or {"cnn_bn"}
-    unknown = args - set(RUNGS) - {"smoke"}
+    unknown = args - set(RUNGS) - {"smoke", "label_term"}
     if len(rungs) != 1 or unknown:
         raise ValueError(f"configs/size_ladder.py takes one rung of {sorted(RUNGS)} (default "
-                         f"cnn_bn) and optionally smoke, got {sorted(args)}; e.g. "
-                         "--config configs/size_ladder.py:resnet18_w8")
+                         f"cnn_bn) and optionally smoke and label_term, got {sorted(args)}; "
+                         "e.g. --config configs/size_ladder.py:resnet18_w8")
     model, kwargs, image_size, channels, images, lr, test_images = RUNGS[rungs.pop()]
-    config = config_file(Path(__file__).with_name("convnet3.py"), "mnist")
+    config = config_file(Path(__file__).with_name("convnet3.py"),
+                         "mnist,label_term" if "label_term" in args else "mnist")
     config.data.update(image_size=image_size, channels=channels, max_train=images,
                        max_test=test_images)
     config.model.name = model

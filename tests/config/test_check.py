@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = {
     "default": [None, "smoke"],
     "mlp3": [None, "smoke", "cifar10", "cifar10,smoke"],
-    "convnet3": [None, "mnist", "smoke"],
+    "convnet3": [None, "mnist", "smoke", "mnist,label_term"],
     "resnet18": [None, "smoke", "cifar10"],
     "paper": [None, "smoke", "mlp3", "convnet3", "text_noise"],
     "conditional": [None, "smoke", "value", "unaligned"],
-    "size_ladder": [None, "smoke", "resnet18_w8", "resnet18_w8,smoke"],
+    "size_ladder": [None, "smoke", "resnet18_w8", "resnet18_w8,smoke", "cnn_bn,label_term"],
     "resnet18_whole": [None, "smoke", "w8", "w16", "w32", "w8,smoke"],
     # Needs a zoo to import (--config.zoo.source=PATH): checked in tests/zoo/.
     "small_cnn_zoo": [],
@@ -53,6 +53,19 @@ def test_shipped_configs_validate_clean(name, arg, tmp_path, monkeypatch, shippe
     expected = [] if config.data.name in ("mnist", "bundled_mnist") else [config.data.name]
     assert required == expected
     assert not (tmp_path / "wd").exists()  # checking creates nothing
+
+
+@pytest.mark.parametrize("name, arg, model", [("convnet3", "mnist,label_term", "convnet3"),
+                                              ("size_ladder", "cnn_bn,label_term", "cnn_bn")])
+def test_label_term_is_the_batch_norm_convnet_recipe_and_only_when_asked(name, arg, model,
+                                                                         shipped_config):
+    config = shipped_config(name, arg)
+    term = config.generator.autoencoder.behaviour
+    assert config.model.name == model
+    assert (term.weight, term.target, term.members, term.images_per_step, term.warmup,
+            term.vectorize) == (1.0, "labels", 16, 64, 0.5, "loop")
+    plain = shipped_config(name, arg.replace(",label_term", ""))
+    assert plain.generator.autoencoder.behaviour.weight == 0.0
 
 
 # ----------------------------------------------------------------------------- one rule each
