@@ -190,16 +190,17 @@ def _images(inputs, start: int, size: int):
 LABEL_SMOOTHING = 1e-3
 
 
-def label_targets(labels, num_members: int, num_classes: int) -> np.ndarray:
-    """f32[K, b, C]: the log-probabilities of the smoothed one-hot ``labels`` (b of them),
-    the same for every one of ``num_members`` members."""
+def label_targets(labels, num_classes: int) -> np.ndarray:
+    """f32[1, b, C]: the log-probabilities of the smoothed one-hot ``labels`` (b of them),
+    one row that every member shares (K copies were 65 MB on the device for MLP-3)."""
     one_hot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
     p = (1 - LABEL_SMOOTHING) * one_hot + LABEL_SMOOTHING / num_classes
-    return np.broadcast_to(np.log(p), (num_members, *p.shape))
+    return np.log(p)[None]
 
 
 def behaviour_targets(behaviour: Behaviour, base, vectors, inputs, labels=None) -> np.ndarray:
-    """f32[K, b, C]: what each member's decoded networks must match (``settings.target``)."""
+    """f32[K, b, C]: what each member's decoded networks must match (``settings.target``);
+    f32[1, b, C] for the labels, the same for every member."""
     target = behaviour.settings.target
     if target == "members":
         return teacher_logits(behaviour, base, vectors, inputs)
@@ -208,7 +209,7 @@ def behaviour_targets(behaviour: Behaviour, base, vectors, inputs, labels=None) 
             raise ValueError("behaviour.target 'labels' needs the images' labels")
         # One member on one image says how many classes there are.
         one = teacher_logits(behaviour, base, vectors[:1], _images(inputs, 0, 1))
-        return label_targets(labels, len(vectors), one.shape[-1])
+        return label_targets(labels, one.shape[-1])
     raise ValueError(f"behaviour.target {target!r}: use 'members' or 'labels'")
 
 

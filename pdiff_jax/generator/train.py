@@ -133,6 +133,14 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
     return _apply_update(state, grads, tx, ema_decay, new_bs), loss
 
 
+def _targets_of(teacher, idx):
+    """The targets of zoo rows ``idx``: ``teacher`` is ``f32[K, b, C]``, or ``f32[1, b, C]``
+    that every member shares (``behaviour.label_targets``)."""
+    if teacher.shape[0] == 1:
+        return jnp.broadcast_to(teacher, (idx.shape[0], *teacher.shape[1:]))
+    return teacher[idx]
+
+
 def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
     """The behavioural loss of ``settings.members`` batch rows, decoded from their latents
     (or from mixes of them, ``settings.mix``) plus the autoencoder's own latent noise
@@ -140,7 +148,7 @@ def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
     settings = behaviour.settings
     m = min(settings.members, x.shape[0])
     z = model.apply(variables, x[:m], train=False, method="encode")
-    teacher = zoo["teacher"][idx[:m]]
+    teacher = _targets_of(zoo["teacher"], idx[:m])
     if settings.mix > 0:
         z, teacher = mixed_targets(z, teacher, jax.random.fold_in(key, 1), settings.mix)
     z = z + getattr(model, "latent_noise", 0.0) * jax.random.normal(key, z.shape, z.dtype)
