@@ -4,13 +4,13 @@
 
 From RUN's trained (plain) autoencoder: the term after one step of ``-lr * sign(grad)``
 along its own gradient (the shape of Adam's first steps), then ``--steps`` AdamW steps on
-the reconstruction
-plus the label term (8 rows x 32 of 8,192 images a step, mix 0.5: the settings of
-results/frontier-mnist.md, session 5), once with the decoded networks' running BatchNorm
-statistics and once with their batch statistics. Prints the mean reconstruction loss and
-term of every 50 steps. On a ConvNet-3 run (session 5) the term went from 0.17 to 0.8
-(lr 1e-3) and 31 (lr 1e-4) with running statistics and stayed at 0.11 to 0.14 with batch
-statistics, which is why an entire BatchNorm network runs in the term with the latter.
+the reconstruction plus the label term (8 rows x 32 of 8,192 images a step, mix 0.5: the
+settings of results/frontier-mnist.md, session 5), once with the decoded networks'
+running BatchNorm statistics and once with their batch statistics. Prints the mean
+reconstruction loss and term of every 50 steps. On a ConvNet-3 run (session 5) the term
+went from 0.17 to 0.8 (lr 1e-3) and 31 (lr 1e-4) with running statistics and stayed at
+0.11 to 0.14 with batch statistics, which is why an entire BatchNorm network runs in the
+term with the latter.
 """
 
 from __future__ import annotations

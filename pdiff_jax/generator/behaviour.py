@@ -38,10 +38,10 @@ the AE" line before trusting it on a new architecture.
 With ``warmup > 0`` the first ``warmup`` of the autoencoder's steps train on the
 reconstruction alone (a step function without the term: they cost what a plain
 autoencoder's do), and the term's weight then rises linearly over the next ``ramp`` of
-them. The term then starts from decoded
-networks that are already near their members, instead of from an untrained decoder's
-networks, whose cross-entropy (a BatchNorm convnet's in the millions: near-zero decoded
-variances) drowns the reconstruction before it is learned.
+them. The term then starts from decoded networks that are already near their members,
+instead of from an untrained decoder's networks, whose cross-entropy (a BatchNorm
+convnet's in the millions: near-zero decoded variances) drowns the reconstruction before
+it is learned.
 
 An entire BatchNorm network (ConvNet-3, cnn_bn) runs in the term with its batch
 statistics, as it trained and as fine-tuning (the frontier's ``finetune``) trains it. With
