@@ -2,6 +2,9 @@
 
     python benchmarks/frontier_points.py --workdir RUN --out points.json \
         --knobs pdiff=0.75,1,1.5,2 noise=0.2
+    python benchmarks/frontier_points.py --workdir RUN --out mixes.json \
+        --knobs pdiff=0.2,0.4 --set evaluate.frontier.pdiff_knob=latent_mix \
+        generator.sampling.temperature=0.75
 
 Each point's draws depend only on the run's seed, the family and the knob
 (``pipeline._frontier``), so a point drawn here equals the one the evaluate stage would
@@ -10,6 +13,8 @@ be set against the families that run measured. RUN needs its ``evaluation`` arti
 zoo's own predictions, against which novelty is measured): copy it from the run that
 measured the families when only the generator was retrained. Prints each point's
 knob, median and ``nn_iou_any``; writes ``{family: [point, ...]}`` to ``--out``.
+``--set`` changes a field of the run's config first (what p-diff's knob sweeps, the
+sampler's other settings), typed as the field is.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import jax
 
 from pdiff_jax import artifacts, pipeline
 from pdiff_jax.config.choices import FRONTIER_FAMILIES
+from pdiff_jax.config.fields import get_field
 from pdiff_jax.run import open_run
 
 FAMILIES = (*FRONTIER_FAMILIES, "pdiff")   # every knob tuple of evaluate.frontier
@@ -38,13 +44,27 @@ def parse_knobs(items: list[str]) -> dict[str, tuple[float, ...]]:
     return knobs
 
 
+def apply_settings(config, items: list[str]) -> None:
+    """``['generator.sampling.temperature=0.75']``: set each field, cast to its type."""
+    for item in items:
+        path, _, text = item.partition("=")
+        current = get_field(config, path)   # names the field when it does not exist
+        value = text if isinstance(current, str) else type(current)(float(text))
+        parent, _, name = path.rpartition(".")
+        get_field(config, parent)[name] = value
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--knobs", nargs="+", required=True, help="FAMILY=v1,v2 ...")
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="config fields to change first, e.g. "
+                             "evaluate.frontier.pdiff_knob=latent_mix")
     args = parser.parse_args(argv)
     run = open_run(args.workdir)
+    apply_settings(run.config, args.set)
     frontier = run.config.evaluate.frontier
     frontier.update(**{family: () for family in FAMILIES})
     frontier.update(**parse_knobs(args.knobs))
