@@ -26,13 +26,12 @@ import optax
 from pdiff_jax.generator.autoencoder import reconstruction_loss
 from pdiff_jax.generator.behaviour import Behaviour, BehaviourSettings, behaviour_targets
 from pdiff_jax.generator.normalize import normalize
-from pdiff_jax.generator.train import _behaviour_term
+from pdiff_jax.generator.train import behaviour_term
 from pdiff_jax.generator.trained import load_generator
 from pdiff_jax.run import open_run
 
 SETTINGS = BehaviourSettings(weight=1.0, images=8192, members=8, mix=0.5, target="labels",
                              images_per_step=32, vectorize="loop")
-BATCH = 200   # the autoencoder's batch
 
 
 def term_data(run, generator, behaviour) -> dict:
@@ -54,7 +53,7 @@ def sign_steps(generator, behaviour, data, lrs, keys: int = 2):
     @jax.jit   # data as an argument: closed over, XLA constant-folds the 8,192 targets
     def term(params, data, key):
         x = data["x"][idx]
-        return _behaviour_term(ae, {"params": params}, x, idx, data, behaviour, key)
+        return behaviour_term(ae, {"params": params}, x, idx, data, behaviour, key)
 
     params = generator.ae_variables["params"]
     grads = jax.grad(term)(params, data, jax.random.key(0))
@@ -65,17 +64,19 @@ def sign_steps(generator, behaviour, data, lrs, keys: int = 2):
     return rows
 
 
-def follow_the_term(generator, behaviour, data, lr: float, steps: int, report_every: int = 50):
-    """``[(step, reconstruction, term)]``: means over each ``report_every`` steps."""
+def follow_the_term(generator, behaviour, data, lr: float, steps: int, batch: int,
+                    report_every: int = 50):
+    """``[(step, reconstruction, term)]``: means over each ``report_every`` steps of
+    ``batch`` rows (the run's autoencoder batch)."""
     ae, tx = generator.ae, optax.adamw(lr, weight_decay=2e-6)
 
     def losses(params, data, key):
         xn = data["x"]
         k_rows, k_noise, k_term = jax.random.split(key, 3)
-        idx = jax.random.permutation(k_rows, xn.shape[0])[:BATCH]
+        idx = jax.random.permutation(k_rows, xn.shape[0])[:batch]
         recon, _ = ae.apply({"params": params}, xn[idx], train=True, rngs={"noise": k_noise})
         rec = reconstruction_loss(recon, xn[idx])
-        term = _behaviour_term(ae, {"params": params}, xn[idx], idx, data, behaviour, k_term)
+        term = behaviour_term(ae, {"params": params}, xn[idx], idx, data, behaviour, k_term)
         return rec + term, (rec, term)
 
     @jax.jit
@@ -102,7 +103,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sign-steps", type=float, nargs="*", default=[1e-2, 3e-3, 1e-3])
     args = parser.parse_args(argv)
     run = open_run(args.workdir)
-    zoo = run.zoo
+    zoo, batch = run.zoo, run.config.generator.autoencoder.train.batch_size
     generator = load_generator(args.workdir, require_diffusion=False, zoo=zoo.vectors)
     base = Behaviour(run.model_def, zoo.spec, zoo.split_point, SETTINGS, steps=args.steps)
     for batch_statistics in (False, True):
@@ -113,7 +114,8 @@ def main(argv=None) -> None:
             print(f"{stats} statistics, one sign step of {lr:g}: term "
                   f"{', '.join(f'{t:.3g}' for t in terms)}", flush=True)
         for lr in args.lr:
-            for step, rec, term in follow_the_term(generator, behaviour, data, lr, args.steps):
+            for step, rec, term in follow_the_term(generator, behaviour, data, lr, args.steps,
+                                                   batch):
                 print(f"{stats} statistics, lr {lr:g}, step {step}: reconstruction "
                       f"{rec:.4f}, term {term:.3f}", flush=True)
 

@@ -7,9 +7,9 @@
         generator.sampling.temperature=0.75
 
 Each point's draws depend only on the run's seed, the family and the knob
-(``pipeline._frontier``), so a point drawn here equals the one the evaluate stage would
-draw at that knob, and a generator retrained in a copy of a run (same zoo, same seed) can
-be set against the families that run measured. RUN needs its ``evaluation`` artifact (the
+(``pipeline.frontier_of_run``), so a point drawn here equals the one the evaluate stage
+would draw at that knob, and a generator retrained in a copy of a run (same zoo, same
+seed) can be set against the families that run measured. RUN needs its ``evaluation`` artifact (the
 zoo's own predictions, against which novelty is measured): copy it from the run that
 measured the families when only the generator was retrained. Prints each point's
 knob, median and ``nn_iou_any``; writes ``{family: [point, ...]}`` to ``--out``.
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     # The evaluate stage's own key for the frontier (pipeline._evaluate).
     key = jax.random.fold_in(pipeline.stage_key(run.config.seed, "evaluate"),
                              pipeline.FRONTIER_SALT)
-    out = pipeline._frontier(run, key, arrays["original"])
+    out = pipeline.frontier_of_run(run, key, arrays["original"])
     points = dict(out["families"], pdiff=out["pdiff"])
     with open(args.out, "w") as f:
         json.dump(points, f, indent=1)

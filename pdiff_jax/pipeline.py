@@ -186,8 +186,8 @@ def _evaluate(run: Run, key, log):
             sample_meta["condition"], key=jax.random.fold_in(key, 7),
             noise_amplitude=max(e.noise_amplitudes, default=0.1), n_noise=e.num_baseline)
     if e.frontier.enabled:
-        results["frontier"] = _frontier(run, jax.random.fold_in(key, FRONTIER_SALT),
-                                        arrays["original"])
+        results["frontier"] = frontier_of_run(run, jax.random.fold_in(key, FRONTIER_SALT),
+                                              arrays["original"])
     return arrays, results
 
 
@@ -196,8 +196,9 @@ def _evaluate(run: Run, key, log):
 FRONTIER_SALT = 11
 
 
-def _frontier(run: Run, key, zoo_arrays) -> dict:
-    """The accuracy-novelty frontier of every trivial family and of p-diff (evaluate stage)."""
+def frontier_of_run(run: Run, key, zoo_arrays) -> dict:
+    """The accuracy-novelty frontier of every trivial family and of p-diff: the evaluate
+    stage's, and benchmarks/frontier_points.py's for more knobs of a finished run."""
     from pdiff_jax.evaluation.finetune import finetuned_members
     from pdiff_jax.evaluation.frontier import FrontierSettings, compute_frontier
     from pdiff_jax.evaluation.groups import measure, unpack_group

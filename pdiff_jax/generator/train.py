@@ -123,7 +123,7 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
                                       else ["losses"])
         extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
         if behaviour is not None:
-            term = _behaviour_term(model, variables, x, idx, zoo, behaviour,
+            term = behaviour_term(model, variables, x, idx, zoo, behaviour,
                                    jax.random.fold_in(k_noise, 1))
             extra = extra + (term if behaviour.constant else
                              behaviour.scale_at(state["step"]) * term)
@@ -141,7 +141,7 @@ def _targets_of(teacher, idx):
     return teacher[idx]
 
 
-def _behaviour_term(model, variables, x, idx, zoo, behaviour, key):
+def behaviour_term(model, variables, x, idx, zoo, behaviour, key):
     """The behavioural loss of ``settings.members`` batch rows, decoded from their latents
     (or from mixes of them, ``settings.mix``) plus the autoencoder's own latent noise
     (what sampling decodes near), on the images (or ``settings.images_per_step`` of them)."""
