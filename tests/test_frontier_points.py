@@ -57,5 +57,5 @@ def test_set_casts_to_the_fields_type_and_names_a_missing_field():
                                    "generator.sampling.sampler=ddim"])
     assert config.generator.sampling.to_dict() == {"temperature": 0.75, "steps": 10,
                                                    "sampler": "ddim"}
-    with pytest.raises(ConfigError, match="no field generator.sampling.temprature"):
+    with pytest.raises(ConfigError, match=r"no field generator\.sampling\.temprature"):
         module.apply_settings(config, ["generator.sampling.temprature=0.5"])
