@@ -9,12 +9,13 @@
 Each point's draws depend only on the run's seed, the family and the knob
 (``pipeline.frontier_of_run``), so a point drawn here equals the one the evaluate stage
 would draw at that knob, and a generator retrained in a copy of a run (same zoo, same
-seed) can be set against the families that run measured. RUN needs its ``evaluation`` artifact (the
-zoo's own predictions, against which novelty is measured): copy it from the run that
-measured the families when only the generator was retrained. Prints each point's
-knob, median and ``nn_iou_any``; writes ``{family: [point, ...]}`` to ``--out``.
-``--set`` changes a field of the run's config first (what p-diff's knob sweeps, the
-sampler's other settings), typed as the field is.
+seed) can be set against the families that run measured. RUN needs its ``evaluation``
+artifact (the zoo's own predictions, against which novelty is measured): copy it from
+the run that measured the families when only the generator was retrained. Prints each
+point's knob, median and ``nn_iou_any``; writes ``{family: [point, ...]}`` to ``--out``.
+``--set`` changes fields of the run's config first (what p-diff's knob sweeps, the
+sampler's other settings), as launch/sweep.py's ``--set`` does: Python literals, checked
+against the config.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import jax
 
 from pdiff_jax import artifacts, pipeline
 from pdiff_jax.config.choices import FRONTIER_FAMILIES
-from pdiff_jax.config.fields import get_field
+from pdiff_jax.config.overrides import check_overrides, parse_sets
 from pdiff_jax.run import open_run
 
 FAMILIES = (*FRONTIER_FAMILIES, "pdiff")   # every knob tuple of evaluate.frontier
@@ -44,16 +45,6 @@ def parse_knobs(items: list[str]) -> dict[str, tuple[float, ...]]:
     return knobs
 
 
-def apply_settings(config, items: list[str]) -> None:
-    """``['generator.sampling.temperature=0.75']``: set each field, cast to its type."""
-    for item in items:
-        path, _, text = item.partition("=")
-        current = get_field(config, path)   # names the field when it does not exist
-        value = text if isinstance(current, str) else type(current)(float(text))
-        parent, _, name = path.rpartition(".")
-        get_field(config, parent)[name] = value
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
@@ -64,7 +55,7 @@ def main(argv=None) -> None:
                              "evaluate.frontier.pdiff_knob=latent_mix")
     args = parser.parse_args(argv)
     run = open_run(args.workdir)
-    apply_settings(run.config, args.set)
+    run.config = check_overrides(run.config, "--set", parse_sets(args.set)).unlock()
     frontier = run.config.evaluate.frontier
     frontier.update(**{family: () for family in FAMILIES})
     frontier.update(**parse_knobs(args.knobs))

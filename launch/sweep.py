@@ -32,7 +32,6 @@ swept factor into ``<--workdir-root>/<suite>``.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import shlex
 import subprocess
@@ -43,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pdiff_jax.config.defaults import config_module
+from pdiff_jax.config.overrides import check_overrides, parse_sets
 from pdiff_jax.errors import ConfigError, UserError
 
 
@@ -62,7 +62,7 @@ def load_sweep(config_spec: str) -> tuple[str, str | None, dict[str, dict]]:
                          "{run name: {dotted config key: value}}")
     runs = module.get_sweep(arg)
     for name, overrides in runs.items():
-        check_overrides(config, name, overrides)
+        check_overrides(config, f"sweep run {name!r}", overrides)
     return path, arg, runs
 
 
@@ -81,27 +81,8 @@ def load_suite(config_spec: str, suite: str):
         raise ConfigError(f"no suite {suite!r} for {path}; choose from "
                          f"{sorted(set(own) | set(suites.SUITES))}")
     for name, overrides in runs.items():
-        check_overrides(config, name, overrides)
+        check_overrides(config, f"sweep run {name!r}", overrides)
     return config, runs
-
-
-def check_overrides(config, name: str, overrides: dict):
-    """Apply ``overrides`` to a locked copy of ``config`` and return it; unknown keys or
-    wrong types raise."""
-    trial = config.copy_and_resolve_references()
-    trial.lock()
-    for key, value in overrides.items():
-        node = trial
-        *parents, leaf = key.split(".")
-        try:
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
-        except (KeyError, AttributeError, TypeError) as e:
-            # KeyError's str() is the repr of its message; ml_collections puts its hint there.
-            why = e.args[0] if isinstance(e, KeyError) and e.args else e
-            raise ConfigError(f"sweep run {name!r}: cannot set {key}={value!r}: {why}") from e
-    return trial
 
 
 def _get(config, key: str):
@@ -157,22 +138,6 @@ def prepare_data(configs) -> None:
                   file=sys.stderr)
 
 
-def parse_sets(items) -> dict:
-    """``['a.b=1', 'c=x']`` (``--set``) -> ``{'a.b': 1, 'c': 'x'}``: Python literals, else
-    strings."""
-    out = {}
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set takes KEY=VALUE (e.g. generator.diffusion.train.steps=500), "
-                             f"got {item!r}")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
-    return out
-
-
 def suite_main(args, runs_filter) -> int:
     """Print the plan of a suite, or run it (--run) and/or aggregate it (--aggregate)."""
     from pdiff_jax.pipeline import STAGES
@@ -183,10 +148,11 @@ def suite_main(args, runs_filter) -> int:
 
     config, suite = load_suite(args.config, args.suite)
     common = parse_sets(args.set)   # every run of the suite (a shortened schedule, ...)
-    config = check_overrides(config, "--set", common)
+    config = check_overrides(config, "sweep --set", common)
     runs = runs_filter(suite)   # what to run (--only); the table always shows the whole suite
     suite_dir = Path(args.workdir_root) / args.suite
-    resolved = {name: check_overrides(config, name, o) for name, o in suite.items()}
+    resolved = {name: check_overrides(config, f"sweep run {name!r}", o)
+                for name, o in suite.items()}
     expected = {name: json.loads(c.to_json_best_effort(sort_keys=True))
                 for name, c in resolved.items()}
     swept = sorted({k for o in suite.values() for k in o})

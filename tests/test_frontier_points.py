@@ -44,18 +44,20 @@ def test_set_changes_what_pdiffs_knob_sweeps(smoke_run, tmp_path):
     assert point["knob"] == 0.3 and point["n"] == 8
 
 
-def test_set_casts_to_the_fields_type_and_names_a_missing_field():
+def test_set_types_values_as_the_config_and_names_a_missing_field(smoke_run, tmp_path):
     from ml_collections import ConfigDict
 
+    from pdiff_jax.config.overrides import check_overrides, parse_sets
     from pdiff_jax.errors import ConfigError
 
-    module = frontier_points()
     config = ConfigDict({"generator": {"sampling": {"temperature": 1.0, "steps": 0,
                                                     "sampler": "ddpm"}}})
-    module.apply_settings(config, ["generator.sampling.temperature=0.75",
-                                   "generator.sampling.steps=10",
-                                   "generator.sampling.sampler=ddim"])
-    assert config.generator.sampling.to_dict() == {"temperature": 0.75, "steps": 10,
-                                                   "sampler": "ddim"}
-    with pytest.raises(ConfigError, match=r"no field generator\.sampling\.temprature"):
-        module.apply_settings(config, ["generator.sampling.temprature=0.5"])
+    changed = check_overrides(config, "--set", parse_sets(["generator.sampling.temperature=0.75",
+                                                           "generator.sampling.steps=10",
+                                                           "generator.sampling.sampler=ddim"]))
+    assert changed.generator.sampling.to_dict() == {"temperature": 0.75, "steps": 10,
+                                                    "sampler": "ddim"}
+    with pytest.raises(ConfigError, match=r"cannot set generator\.sampling\.temprature"):
+        frontier_points().main(["--workdir", str(smoke_run[0]), "--out", str(tmp_path / "p"),
+                                "--knobs", "pdiff=1", "--set",
+                                "generator.sampling.temprature=0.5"])

@@ -124,7 +124,7 @@ def ae_train_step(state, zoo, key, *, model, tx, batch_size: int,
         extra = sum(jnp.sum(v) for v in jax.tree.leaves(upd.get("losses", {})))
         if behaviour is not None:
             term = behaviour_term(model, variables, x, idx, zoo, behaviour,
-                                   jax.random.fold_in(k_noise, 1))
+                                  jax.random.fold_in(k_noise, 1))
             extra = extra + (term if behaviour.constant else
                              behaviour.scale_at(state["step"]) * term)
         return reconstruction_loss(recon, x) + extra, upd["batch_stats"] if has_bs else None
