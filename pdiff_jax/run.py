@@ -102,6 +102,11 @@ class Run:
                 models_per_call=e.models_per_call, vectorize=e.vectorize)
         return self._evaluators[key]
 
+    @property
+    def recomputes_batch_stats(self) -> bool:
+        """Whether the evaluate stage recomputes each network's BatchNorm statistics."""
+        return bool(self.config.evaluate.get("recompute_batch_stats", 0))
+
     @functools.cached_property
     def group_evaluator(self):
         """What the evaluate stage measures the zoo's groups with: the zoo's evaluator, with
@@ -109,13 +114,12 @@ class Run:
         ``evaluate.recompute_batch_stats`` asks for it."""
         zoo = self.zoo
         evaluator = self.evaluator(zoo.base, zoo.spec, zoo.split_point)
-        images = self.config.evaluate.get("recompute_batch_stats", 0)
-        if not images:
+        if not self.recomputes_batch_stats:
             return evaluator
         from pdiff_jax.evaluation.batch_stats import RecomputedStatsEvaluator
 
-        return RecomputedStatsEvaluator(evaluator, self.model_def, zoo.base, zoo.spec,
-                                        self.dataset.x_train[:images])
+        images = self.dataset.x_train[:self.config.evaluate.recompute_batch_stats]
+        return RecomputedStatsEvaluator(evaluator, self.model_def, zoo.base, zoo.spec, images)
 
     def evaluate(self, vectors, split: str = "test"):
         """``(accuracy f32[n] in percent, wrong-prediction masks)`` of parameter sets

@@ -88,14 +88,21 @@ def test_vectors_without_statistics_are_refused():
 
 
 def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_path,
-                                                                           tfds_dir):
+                                                                           tfds_dir,
+                                                                           monkeypatch):
     import json
 
     from pdiff_jax import api, artifacts
     from pdiff_jax.config.defaults import config_file
     from pdiff_jax.evaluation.evaluator import make_evaluator
+    from pdiff_jax.generator import diagnostics
     from pdiff_jax.pipeline import run_pipeline
     from pdiff_jax.run import open_run
+
+    compared = []   # what the autoencoder stage holds its copies against
+    gap = diagnostics.reconstruction_gap
+    monkeypatch.setattr(diagnostics, "reconstruction_gap",
+                        lambda meta, zoo_acc: compared.append(zoo_acc) or gap(meta, zoo_acc))
 
     config = config_file(Path(__file__).resolve().parents[2] / "configs" / "size_ladder.py",
                          "cnn_bn,smoke")
@@ -122,6 +129,9 @@ def test_the_evaluate_stage_measures_every_group_with_recomputed_statistics(tmp_
     np.testing.assert_allclose(zoo.test_acc, plain.evaluate(zoo.vectors, "test")[0],
                                atol=1e-4)
     assert not np.allclose(measured["original"]["test_acc"], zoo.test_acc)
+    # The autoencoder's copies (measured with recomputed statistics) were held against the
+    # zoo measured the same way, not against its stored-statistics accuracies.
+    np.testing.assert_allclose(compared[0], measured["original"]["test_acc"], atol=1e-4)
     # The notebook API measures as the evaluate stage did, and recomputes alike.
     run = api.load(tmp_path)
     np.testing.assert_allclose(run.accuracy(zoo.vectors), measured["original"]["test_acc"],
