@@ -19,9 +19,10 @@ evaluate stage computes the accuracy-novelty frontier (``evaluate.frontier``).
 
 (No width: :w64.)
 
-``:w8`` is configs/size_ladder.py:resnet18_w8 with ``evaluate.recompute_batch_stats =
-1000``, exactly (tests/test_resnet18_whole.py compares them): the run of
-benchmarks/ENTIRE_NETWORKS.md §8 (zoo 95.15 / 93.25, p-diff 94.75 / 92.60 best / median).
+``:w8`` is configs/size_ladder.py:resnet18_w8 exactly (tests/test_resnet18_whole.py
+compares them; the ladder recomputes statistics, as configs/convnet3.py does for every
+whole BatchNorm network): the run of benchmarks/ENTIRE_NETWORKS.md §8 (zoo 95.15 / 93.25,
+p-diff 94.75 / 92.60 best / median).
 
 The wider variants start from it and change only what one GPU needs; none is measured
 yet (no GPU was at hand: README, "On one GPU"). The aim is collect + generator +
@@ -69,7 +70,6 @@ from pdiff_jax.config.defaults import config_file, shrink_for_smoke
 # width -> (K, training images per network, p-diff draws = draws per baseline)
 GPU_RUNGS = {16: (200, 9600, 100), 32: (100, 9600, 100), 64: (50, 9600, 50)}
 WIDTHS = (8, *GPU_RUNGS)
-RECOMPUTE_IMAGES = 1000   # training images each network's BatchNorm statistics come from
 
 
 def get_config(arg=None):
@@ -82,7 +82,6 @@ def get_config(arg=None):
                          f"smoke, got {sorted(args)}; e.g. --config configs/resnet18_whole.py:w32")
     width = int(widths.pop()[1:])
     config = config_file(Path(__file__).with_name("size_ladder.py"), "resnet18_w8")
-    config.evaluate.recompute_batch_stats = RECOMPUTE_IMAGES
     if width in GPU_RUNGS:
         num_models, images, draws = GPU_RUNGS[width]
         config.model.kwargs.width = width
@@ -90,9 +89,9 @@ def get_config(arg=None):
         config.zoo.update(num_models=num_models, models_per_step=1, precision="bf16")
         config.generator.normalization.basis = "implicit"
         config.evaluate.update(num_generated=draws, num_baseline=draws)
-    if "smoke" in args:   # the evaluation is most of a smoke run: fewer draws and images
-        shrink_for_smoke(config)
+    if "smoke" in args:   # the evaluation is most of a smoke run: fewer draws
+        shrink_for_smoke(config)   # (and statistics from 250 images)
         config.model.kwargs.width = 8
         config.zoo.num_models = 4
-        config.evaluate.update(num_generated=4, num_baseline=4, recompute_batch_stats=250)
+        config.evaluate.update(num_generated=4, num_baseline=4)
     return config

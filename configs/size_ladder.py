@@ -15,7 +15,7 @@ below (by numbers generated, BatchNorm statistics included):
 
 Each rung is configs/convnet3.py:mnist (its seed recipe: one pass over a few
 thousand images, batch 32, SGD with a cosine schedule, two networks per compiled
-step; its generator and evaluation) with another model;
+step; its generator and evaluation, BatchNorm statistics recomputed) with another model;
 the larger rung sees fewer images so that its zoo still collects in minutes on
 a CPU. The evaluation is trimmed the same way (2,000 training images pick
 "best", no fine-tuning of nearest neighbours or t-SNE; every group, baselines and

@@ -24,7 +24,7 @@ LADDER = REPO / "configs" / "size_ladder.py"
 
 def test_w8_is_the_size_ladder_rung_with_recomputed_statistics():
     ladder = config_file(LADDER, "resnet18_w8")
-    ladder.evaluate.recompute_batch_stats = 1000
+    assert ladder.evaluate.recompute_batch_stats == 1000   # as every whole BatchNorm net
     assert config_file(CONFIG, "w8").to_dict() == ladder.to_dict()
 
 

@@ -107,6 +107,8 @@ def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
     config.evaluate.num_generated = 8
     config.evaluate.num_baseline = 8
     config.evaluate.train_examples = 1000
+    if config.evaluate.get("recompute_batch_stats", 0):   # statistics from fewer images
+        config.evaluate.recompute_batch_stats = 250
     config.evaluate.finetune_pairs = 2
     config.evaluate.finetune_steps = 5
     config.generator.sampling.sampler = "ddim"
