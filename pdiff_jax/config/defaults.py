@@ -163,7 +163,9 @@ def use_label_term_for_batch_norm_convnets(config: ml_collections.ConfigDict) ->
     interpolation: cnn_bn +0.41 / +0.44 on zoo seed 0 (the zoo alone: +0.29 / +0.33),
     +0.27 / +0.33 on seed 1 (+0.09 / +0.16); ConvNet-3 +0.12 / +0.16 (-0.03 / 0.00),
     and +0.07 / +0.05 (+0.02 / +0.01) with every network's statistics recomputed, as
-    cnn_bn's are: short of the +0.3 goal. It costs 25x the cnn_bn autoencoder's time on
+    cnn_bn's are: short of the +0.3 goal (its decoded latent mixes of two members lie on
+    the parameter-interpolation curve; weight 3 on 9,600 of the 12,000 steps: +0.14 /
+    +0.11; results/frontier-mnist.md, session 8). It costs 25x the cnn_bn autoencoder's time on
     a CPU (76 s -> 1,924 s) and 16x ConvNet-3's (298 s -> 4,839 s beside another run).
     """
     config.generator.autoencoder.behaviour.update(
